@@ -1,0 +1,272 @@
+"""Ports: what the services, projections and gateway need from the outside world.
+
+Each port has one abstract class here and one adapter per back end (``sqlite.py``,
+``mongo.py``, ``memory.py``). Every adapter of a port passes the same contract suite in
+``tests/contract``.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from services.common.envelope import Envelope
+from services.common.errors import BadInput
+
+
+class EventStore(abc.ABC):
+    """Append-only log of one service's events with an outbox of what is not yet published.
+
+    * ``append`` writes one commit (events of one stream) all-or-nothing, only if the
+      stream is at ``expected_version``; otherwise ``ConcurrencyConflict``.
+    * Appending events whose ids are already stored is a no-op that returns the stored
+      events (a retried command), provided it is the same commit.
+    * Every stored event gets a global ``position``, increasing in commit order.
+    """
+
+    @abc.abstractmethod
+    async def append(self, events: Sequence[Envelope], expected_version: int) -> list[Envelope]:
+        """Store one commit; return the events with their positions."""
+
+    @abc.abstractmethod
+    async def read_stream(
+        self, stream: str, after_version: int = 0, to_version: int | None = None
+    ) -> list[Envelope]:
+        """Events of one stream in version order."""
+
+    @abc.abstractmethod
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
+        """Events of every stream in position order, starting after ``after_position``."""
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: UUID) -> Envelope | None: ...
+
+    @abc.abstractmethod
+    async def max_position(self) -> int: ...
+
+    @abc.abstractmethod
+    async def unpublished(self, limit: int = 500) -> list[Envelope]:
+        """The outbox: stored events not yet handed to the bus, in position order."""
+
+    @abc.abstractmethod
+    async def mark_published(self, events: Sequence[Envelope]) -> None:
+        """Record that ``events`` (a prefix of ``unpublished()``) reached the bus."""
+
+    async def start(self) -> None:
+        """Create tables / indexes. Idempotent."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class Bus(abc.ABC):
+    """Where committed events go after the store: in-process queues or Kafka topics."""
+
+    @abc.abstractmethod
+    async def publish(self, events: Sequence[Envelope]) -> None:
+        """Hand ``events`` over; returns once the bus has accepted every one of them.
+
+        Raises ``Unavailable`` when the bus cannot take them now; the relay retries.
+        """
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# --- read models ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """A read-model collection and the top-level fields it can filter and sort on."""
+
+    name: str
+    indexes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Put:
+    """Replace a document, but only if ``version`` is newer than the stored one."""
+
+    collection: str
+    key: str
+    doc: Mapping[str, Any]
+    version: int
+
+
+@dataclass(frozen=True)
+class Increment:
+    """Add ``deltas`` to integer counters of a document (created at zero when absent).
+
+    ``position`` is the source position of the event that causes it: an increment at or
+    below what the document already absorbed from that source is ignored, so a
+    redelivered event never counts twice.
+    """
+
+    collection: str
+    key: str
+    deltas: Mapping[str, int]
+    position: int
+
+
+@dataclass
+class Batch:
+    """What one projection writes for a run of events from one source, with its position."""
+
+    projection: str
+    source: str
+    position: int
+    puts: list[Put] = field(default_factory=list)
+    increments: list[Increment] = field(default_factory=list)
+
+    @property
+    def guard(self) -> str:
+        return f"{self.projection}|{self.source}"
+
+
+@dataclass(frozen=True)
+class Eq:
+    field: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class In:
+    field: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """String field starts with ``prefix`` (region subtrees: ``6404`` is all of Guyuan)."""
+
+    field: str
+    prefix: str
+
+
+@dataclass(frozen=True)
+class Contains:
+    """String field contains ``text`` (not index-assisted; combine with an indexed filter)."""
+
+    field: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Range:
+    field: str
+    gte: Any = None
+    lt: Any = None
+
+
+Filter = Eq | In | Prefix | Contains | Range
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one of the alternatives holds."""
+
+    alternatives: tuple[Filter, ...]
+
+
+@dataclass(frozen=True)
+class Query:
+    collection: str
+    filters: tuple[Filter | AnyOf, ...] = ()
+    order_by: str = "id"
+    first: int = 20
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    total: int
+    has_next: bool
+    end_cursor: str | None
+
+
+class ReadStore(abc.ABC):
+    """Documents and counters that projections write and the gateway reads.
+
+    Documents are JSON objects with ``id`` (their key) and ``version``. ``commit`` applies
+    a batch and the projection's new position together: after a crash at any point,
+    re-applying the same events from the stored position gives the same documents.
+    """
+
+    @abc.abstractmethod
+    async def ensure(self, specs: Sequence[CollectionSpec]) -> None:
+        """Create collections and their indexes. Idempotent."""
+
+    @abc.abstractmethod
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The documents that exist among ``keys``, by key."""
+
+    @abc.abstractmethod
+    async def find(self, query: Query) -> Page:
+        """Filtered listing ordered by ``(order_by, id)`` with an opaque, stable cursor."""
+
+    @abc.abstractmethod
+    async def commit(self, batch: Batch) -> None: ...
+
+    @abc.abstractmethod
+    async def position(self, projection: str, source: str) -> int:
+        """The last source position the projection committed (0 when none)."""
+
+    @abc.abstractmethod
+    async def reset(self, projection: str, collections: Sequence[str]) -> None:
+        """Drop a projection's collections and positions, so it can be rebuilt by replay."""
+
+    @abc.abstractmethod
+    async def dump(self, collection: str) -> list[dict[str, Any]]:
+        """Every document of a collection, ordered by id, without bookkeeping fields."""
+
+    async def close(self) -> None: ...
+
+
+# --- helpers every ReadStore adapter shares ---------------------------------------------
+
+
+def encode_cursor(value: Any, key: str) -> str:
+    raw = json.dumps([value, key], ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[Any, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, key = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise BadInput("not a cursor this server issued", field="after") from exc
+    if not isinstance(key, str):
+        raise BadInput("not a cursor this server issued", field="after")
+    return value, key
+
+
+def merge_increments(increments: Sequence[Increment]) -> dict[tuple[str, str], dict[str, int]]:
+    """Sum the deltas per document, in first-seen order."""
+    merged: dict[tuple[str, str], dict[str, int]] = {}
+    for inc in increments:
+        into = merged.setdefault((inc.collection, inc.key), {})
+        for name, delta in inc.deltas.items():
+            into[name] = into.get(name, 0) + delta
+    return merged
+
+
+def latest_puts(puts: Sequence[Put]) -> list[Put]:
+    """The newest put per document (a batch may touch one document several times)."""
+    latest: dict[tuple[str, str], Put] = {}
+    for put in puts:
+        known = latest.get((put.collection, put.key))
+        if known is None or put.version > known.version:
+            latest[(put.collection, put.key)] = put
+    return list(latest.values())

@@ -1,0 +1,32 @@
+"""Small builders shared by the test rings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import uuid4
+
+from services.common.envelope import Envelope
+from services.common.timeutil import SHANGHAI
+
+T0 = datetime(2021, 7, 24, 9, 0, tzinfo=SHANGHAI)
+
+
+def envelope(stream: str, version: int, **overrides: Any) -> Envelope:
+    fields: dict[str, Any] = {
+        "id": uuid4(),
+        "type": "registry.InstitutionRegistered",
+        "stream": stream,
+        "version": version,
+        "region": "640402",
+        "occurred_at": T0,
+        "recorded_at": T0,
+        "actor": "tester",
+        "data": {"n": version},
+    }
+    fields.update(overrides)
+    return Envelope(**fields)
+
+
+def commit(stream: str, expected: int, count: int = 1, **overrides: Any) -> list[Envelope]:
+    return [envelope(stream, expected + i, **overrides) for i in range(1, count + 1)]
