@@ -2,14 +2,14 @@
 
 A command method checks the rules against the current state and calls ``_record`` with
 the events it decides on; ``_record`` applies them at once, so later checks in the same
-command see the new state. No I/O happens here.
+command see the new state. No I/O happens here. Each aggregate defines ``when`` as a
+``functools.singledispatchmethod`` with one registered function per event class.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import singledispatchmethod
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -69,8 +69,8 @@ class Aggregate:
         pending, self._pending = self._pending, []
         return pending
 
-    @singledispatchmethod
     def when(self, event: DomainEvent, occurred_at: datetime) -> None:
+        """Apply one event to the state. Subclasses dispatch with ``singledispatchmethod``."""
         raise MalformedEvent(f"{type(self).__name__} cannot apply {event.TYPE}")
 
 

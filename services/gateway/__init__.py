@@ -1,0 +1,1 @@
+"""The GraphQL gateway: the public contract in shared/contract/schema.graphql."""

@@ -1,0 +1,128 @@
+"""Wiring, once: adapters chosen from ``Settings``, services, relays, projections.
+
+``Platform`` is the embedded one-process suite (``shuangjian up``). The distributed
+entry points reuse the same builders for the parts they run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from services.common.config import Settings
+from services.common.envelope import Envelope
+from services.common.memory import InProcessBus
+from services.common.ports import EventStore, ReadStore
+from services.common.projection import Projection, ProjectionRunner
+from services.common.regions import RegionTree
+from services.common.relay import OutboxRelay
+from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
+from services.registry.handlers import Registry
+from services.registry.projections import InstitutionsProjection
+
+log = structlog.get_logger(__name__)
+
+# Services with an event store today; inspections and finance join as they are built.
+SERVICES = ("registry",)
+
+
+def _mongo_database(settings: Settings) -> Any:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    return client[settings.mongodb_database]
+
+
+def build_event_store(settings: Settings, service: str) -> EventStore:
+    if settings.event_store == "mongodb":
+        from services.common.mongo import MongoEventStore
+
+        return MongoEventStore(_mongo_database(settings), service)
+    return SQLiteEventStore(settings.data_dir / f"{service}.events.db")
+
+
+def build_read_store(settings: Settings) -> ReadStore:
+    if settings.read_store == "mongodb":
+        from services.common.mongo import MongoReadStore
+
+        return MongoReadStore(_mongo_database(settings))
+    return SQLiteReadStore(settings.data_dir / "read-models.db")
+
+
+def build_projections(settings: Settings, regions: RegionTree) -> list[Projection]:
+    return [InstitutionsProjection(regions, settings.registry_policy())]
+
+
+@dataclass
+class Platform:
+    """Every service, relay and projection of the platform in one process."""
+
+    settings: Settings
+    regions: RegionTree
+    event_stores: dict[str, EventStore]
+    read_store: ReadStore
+    bus: InProcessBus
+    runner: ProjectionRunner
+    registry: Registry
+    relays: list[OutboxRelay] = field(default_factory=list)
+
+    async def start(self) -> None:
+        for store in self.event_stores.values():
+            await store.start()
+        await self.bus.start()
+        await self.runner.start()
+        for relay in self.relays:
+            relay.start()
+        log.info("platform.started", services=list(self.event_stores))
+
+    async def stop(self) -> None:
+        for relay in self.relays:
+            await relay.stop()
+        await self.runner.stop()
+        await self.bus.close()
+        for store in self.event_stores.values():
+            await store.close()
+        await self.read_store.close()
+        log.info("platform.stopped")
+
+    async def applied(self, events: Sequence[Envelope], timeout: float = 5.0) -> bool:
+        """Wait until the read models reflect ``events`` (read-your-writes for mutations)."""
+        done = True
+        for service in {e.service for e in events}:
+            last = max(e.position or 0 for e in events if e.service == service)
+            done = await self.runner.wait_for(service, last, timeout) and done
+        return done
+
+    async def settle(self) -> None:
+        """Publish every outbox and apply everything stored (tests, demo loading)."""
+        for relay in self.relays:
+            await relay.drain()
+        await self.runner.catch_up()
+
+
+def build_platform(settings: Settings) -> Platform:
+    regions = RegionTree.load()
+    stores = {service: build_event_store(settings, service) for service in SERVICES}
+    bus = InProcessBus()
+    relays = {s: OutboxRelay(store, bus, name=s) for s, store in stores.items()}
+    read_store = build_read_store(settings)
+    runner = ProjectionRunner(build_projections(settings, regions), read_store, stores, bus)
+    registry = Registry(
+        stores["registry"],
+        regions,
+        settings.registry_policy(),
+        on_commit=relays["registry"].notify,
+    )
+    return Platform(
+        settings=settings,
+        regions=regions,
+        event_stores=stores,
+        read_store=read_store,
+        bus=bus,
+        runner=runner,
+        registry=registry,
+        relays=list(relays.values()),
+    )

@@ -1,0 +1,82 @@
+"""The ``shuangjian`` command."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated
+
+import structlog
+import typer
+import uvicorn
+from fastapi import FastAPI
+from rich.console import Console
+
+from services.bootstrap import Platform, build_platform
+from services.common.config import Settings
+from services.common.logging import configure_logging
+from services.demo import load_demo
+from services.gateway.app import create_app
+
+app = typer.Typer(
+    help="Shuangjian (双减): the supervision platform for off-campus training.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+log = structlog.get_logger(__name__)
+
+
+@app.callback()
+def main() -> None:
+    """Run `shuangjian COMMAND --help` for each command's options."""
+
+
+async def load_demo_once(platform: Platform) -> None:
+    """The demo goes in on the first start only; later starts keep what the data dir holds."""
+    if await platform.event_stores["registry"].max_position() > 0:
+        console.print("Data dir already holds events: demo data not loaded again.")
+        return
+    with console.status("Loading demo data (固原, 天津, 重庆江北, 合肥庐阳)…"):
+        count = await load_demo(platform.registry, platform.regions)
+        await platform.settle()
+    console.print(f"Loaded {count} demo institutions.")
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the embedded SQLite files live.")
+    ] = None,
+    demo: Annotated[
+        bool, typer.Option("--demo/--no-demo", help="Load demo data on the first start.")
+    ] = False,
+) -> None:
+    """Run every service, the projections and the GraphQL gateway in one process."""
+    overrides = {"host": host, "port": port, "data_dir": data_dir}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure_logging(settings.log_level, settings.log_format)
+    platform = build_platform(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await platform.start()
+        if demo:
+            await load_demo_once(platform)
+        url = f"http://{settings.host}:{settings.port}/graphql"
+        console.print(f"[bold green]Shuangjian is up.[/] GraphiQL: [link={url}]{url}[/link]")
+        console.print(f"Data dir: {settings.data_dir}  ·  stop with Ctrl-C")
+        try:
+            yield
+        finally:
+            await platform.stop()
+
+    uvicorn.run(
+        create_app(platform, lifespan),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+    )

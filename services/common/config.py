@@ -1,0 +1,63 @@
+"""One configuration object, from ``SHUANGJIAN_*`` environment variables (or a .env file).
+
+Unset means embedded: SQLite files under the data dir and an in-process bus. Each
+adapter is chosen on its own, so any combination is valid.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.registry.domain.rules import RegistryPolicy
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHUANGJIAN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Where the SQLite files live.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    event_store: Literal["sqlite", "mongodb"] | None = Field(
+        None, description="Event store adapter; default mongodb when a MongoDB URI is set."
+    )
+    read_store: Literal["sqlite", "mongodb"] | None = Field(
+        None, description="Read-model adapter; default mongodb when a MongoDB URI is set."
+    )
+    bus: Literal["memory"] = Field("memory", description="Transport between store and projections.")
+    mongodb_uri: str | None = None
+    mongodb_database: str = "shuangjian"
+
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] = "console"
+
+    # Policy dates (national defaults; a jurisdiction may override).
+    policy_start: date = date(2021, 7, 24)
+    non_profit_deadline: date = date(2021, 12, 31)
+    baseline_date: date = date(2021, 7, 24)
+    authority_overrides: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='Per region prefix, e.g. {"43": {"ARTS": "EDUCATION"}} (JSON in the env var).',
+    )
+
+    @model_validator(mode="after")
+    def _choose_adapters(self) -> Settings:
+        default = "mongodb" if self.mongodb_uri else "sqlite"
+        self.event_store = self.event_store or default
+        self.read_store = self.read_store or default
+        if "mongodb" in (self.event_store, self.read_store) and not self.mongodb_uri:
+            raise ValueError("SHUANGJIAN_MONGODB_URI is required for the mongodb adapters")
+        return self
+
+    def registry_policy(self) -> RegistryPolicy:
+        return RegistryPolicy(
+            policy_start=self.policy_start,
+            non_profit_deadline=self.non_profit_deadline,
+            baseline_date=self.baseline_date,
+            authority_overrides=self.authority_overrides,
+        )

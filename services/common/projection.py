@@ -1,0 +1,299 @@
+"""Projections: read models built from events, resumable, idempotent, rebuildable.
+
+A ``Projection`` says what one event does to its documents through a ``ProjectionUnit``.
+The unit collects puts and increments for a run of events and the runner commits them
+with the position of the last event in one ``ReadStore.commit``. The same projection
+code runs under the embedded ``ProjectionRunner`` and under the Kafka workers.
+
+Roll-ups use *contributions*: each document says which counters it adds to (for example
+an approved SUBJECT institution adds 1 to ``active`` and ``subject`` of its district, city
+and province). Applying an event recomputes the document and increments every counter by
+``after - before``, so roll-ups always equal a recount of the documents.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from copy import deepcopy
+from typing import Any, ClassVar
+
+import structlog
+
+from services.common.envelope import Envelope
+from services.common.errors import MalformedEvent
+from services.common.memory import InProcessBus
+from services.common.ports import Batch, CollectionSpec, EventStore, Increment, Put, ReadStore
+
+log = structlog.get_logger(__name__)
+
+DEAD_LETTERS = CollectionSpec("dead_letters", indexes=("projection",))
+
+CounterKey = tuple[str, str, str]
+"""(collection, document key, counter field)."""
+
+
+def contribution_deltas(
+    before: Mapping[CounterKey, int], after: Mapping[CounterKey, int]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Counter changes needed to go from one document state to the next, per document."""
+    deltas: dict[tuple[str, str], dict[str, int]] = {}
+    for ckey in before.keys() | after.keys():
+        change = after.get(ckey, 0) - before.get(ckey, 0)
+        if change:
+            collection, key, name = ckey
+            deltas.setdefault((collection, key), {})[name] = change
+    return deltas
+
+
+class ProjectionUnit:
+    """A projection's view of the read store while it handles a run of events.
+
+    Reads see the writes of earlier events in the same run. If one event fails, its
+    writes are dropped and the event is parked; the run goes on.
+    """
+
+    def __init__(self, store: ReadStore, projection: str, source: str) -> None:
+        self.store = store
+        self.projection = projection
+        self.source = source
+        self.position = 0
+        self._docs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._event_docs: dict[tuple[str, str], dict[str, Any] | None] = {}
+        self._puts: list[Put] = []
+        self._increments: list[Increment] = []
+        self._event_puts: list[Put] = []
+        self._event_increments: list[Increment] = []
+
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        ref = (collection, key)
+        for layer in (self._event_docs, self._docs):
+            if ref in layer:
+                doc = layer[ref]
+                return deepcopy(doc) if doc is not None else None
+        doc = await self.store.get(collection, key)
+        self._docs[ref] = doc
+        return deepcopy(doc) if doc is not None else None
+
+    def put(self, collection: str, key: str, doc: Mapping[str, Any], version: int) -> None:
+        stored = {**doc, "id": key, "version": version}
+        self._event_docs[(collection, key)] = stored
+        self._event_puts.append(Put(collection, key, stored, version))
+
+    def increment(self, collection: str, key: str, deltas: Mapping[str, int]) -> None:
+        if any(deltas.values()):
+            self._event_increments.append(Increment(collection, key, dict(deltas), self.position))
+
+    def contribute(self, before: Mapping[CounterKey, int], after: Mapping[CounterKey, int]) -> None:
+        for (collection, key), deltas in contribution_deltas(before, after).items():
+            self.increment(collection, key, deltas)
+
+    def begin(self, position: int) -> None:
+        self.position = position
+        self._event_docs, self._event_puts, self._event_increments = {}, [], []
+
+    def end(self) -> None:
+        self._docs.update(self._event_docs)
+        self._puts += self._event_puts
+        self._increments += self._event_increments
+        self.begin(self.position)
+
+    def park(self, event: Envelope, reason: str) -> None:
+        """Drop this event's writes and record it as a dead letter with its reason."""
+        self.begin(self.position)
+        key = f"{self.projection}:{event.id}"
+        doc = {"projection": self.projection, "reason": reason, "event": event.to_dict()}
+        self._puts.append(Put(DEAD_LETTERS.name, key, {**doc, "id": key, "version": 1}, 1))
+
+    def batch(self) -> Batch:
+        return Batch(self.projection, self.source, self.position, self._puts, self._increments)
+
+
+class Projection(abc.ABC):
+    """Builds read models from events of the listed services."""
+
+    name: ClassVar[str]
+    sources: ClassVar[tuple[str, ...]]
+    collections: ClassVar[tuple[CollectionSpec, ...]]
+
+    @abc.abstractmethod
+    async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
+        """Record what ``event`` changes. Raise ``MalformedEvent`` for an unusable event."""
+
+    def handles(self, event: Envelope) -> bool:
+        return event.service in self.sources
+
+
+async def project(
+    projection: Projection, store: ReadStore, source: str, events: Sequence[Envelope], start: int
+) -> int:
+    """Apply events after position ``start`` and commit them with the last position.
+
+    ``events`` carry their source positions (``Envelope.position``); returns the new
+    position. An event that cannot be applied is parked with its reason, and the rest go on.
+    """
+    unit = ProjectionUnit(store, projection.name, source)
+    unit.position = start
+    for event in events:
+        position = event.position or 0
+        if position <= start:
+            continue
+        unit.begin(position)
+        if not projection.handles(event):
+            unit.end()
+            continue
+        try:
+            await projection.apply(event, unit)
+        except MalformedEvent as exc:
+            log.warning("projection.parked", projection=projection.name, event=str(event.id))
+            unit.park(event, exc.message)
+        except Exception as exc:  # a bug must not stop every later event: park it, loudly
+            log.exception("projection.failed", projection=projection.name, event=str(event.id))
+            unit.park(event, f"{type(exc).__name__}: {exc}")
+        else:
+            unit.end()
+    if unit.position > start:
+        await store.commit(unit.batch())
+    return unit.position
+
+
+class ProjectionRunner:
+    """Runs projections in this process, fed by the in-process bus, resuming from the store.
+
+    The event stores are the source of truth: at start the runner replays what it has
+    not applied yet, and whenever the bus skips positions (a full queue, a restart) it
+    reads the missing events from the store.
+    """
+
+    def __init__(
+        self,
+        projections: Sequence[Projection],
+        read_store: ReadStore,
+        event_stores: Mapping[str, EventStore],
+        bus: InProcessBus | None = None,
+        *,
+        batch_size: int = 500,
+    ) -> None:
+        self.projections = list(projections)
+        self.read_store = read_store
+        self.event_stores = dict(event_stores)
+        self.bus = bus
+        self.batch_size = batch_size
+        self._positions: dict[tuple[str, str], int] = {}
+        self._applied = asyncio.Condition()
+        self._queue: asyncio.Queue[Envelope] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def prepare(self) -> None:
+        specs = [DEAD_LETTERS, *(s for p in self.projections for s in p.collections)]
+        await self.read_store.ensure(list({s.name: s for s in specs}.values()))
+        for projection in self.projections:
+            for source in projection.sources:
+                pos = await self.read_store.position(projection.name, source)
+                self._positions[(projection.name, source)] = pos
+
+    async def catch_up(self, source: str | None = None) -> None:
+        """Apply everything the event stores hold beyond each projection's position."""
+        for name in [source] if source else list(self.event_stores):
+            store = self.event_stores.get(name)
+            if store is None:
+                continue
+            while True:
+                start = min(
+                    (
+                        self._positions[(p.name, name)]
+                        for p in self.projections
+                        if name in p.sources
+                    ),
+                    default=None,
+                )
+                if start is None:
+                    break
+                events = await store.read_all(after_position=start, limit=self.batch_size)
+                if not events:
+                    break
+                await self._apply(name, events)
+
+    async def _apply(self, source: str, events: Sequence[Envelope]) -> None:
+        for projection in self.projections:
+            if source not in projection.sources:
+                continue
+            start = self._positions[(projection.name, source)]
+            new = await project(projection, self.read_store, source, events, start)
+            self._positions[(projection.name, source)] = new
+        async with self._applied:
+            self._applied.notify_all()
+
+    async def _live(self) -> None:
+        assert self._queue is not None
+        while True:
+            events = [await self._queue.get()]
+            while not self._queue.empty() and len(events) < self.batch_size:
+                events.append(self._queue.get_nowait())
+            by_source: dict[str, list[Envelope]] = {}
+            for event in events:
+                by_source.setdefault(event.service, []).append(event)
+            for source, run in by_source.items():
+                if source not in self.event_stores:
+                    continue
+                behind = min(
+                    (
+                        self._positions[(p.name, source)]
+                        for p in self.projections
+                        if source in p.sources
+                    ),
+                    default=None,
+                )
+                if behind is None:
+                    continue
+                if (run[0].position or 0) > behind + 1:
+                    await self.catch_up(source)
+                else:
+                    await self._apply(source, run)
+
+    async def start(self) -> None:
+        await self.prepare()
+        if self.bus is not None:
+            self._queue = self.bus.subscribe()
+        await self.catch_up()
+        if self._queue is not None:
+            self._task = asyncio.create_task(self._live(), name="projection-runner")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.bus is not None and self._queue is not None:
+            self.bus.unsubscribe(self._queue)
+            self._queue = None
+
+    def position(self, projection: str, source: str) -> int:
+        return self._positions.get((projection, source), 0)
+
+    async def wait_for(self, source: str, position: int, timeout: float = 5.0) -> bool:
+        """Wait until every projection of ``source`` has applied ``position``."""
+
+        def caught_up() -> bool:
+            return all(
+                self._positions[(p.name, source)] >= position
+                for p in self.projections
+                if source in p.sources
+            )
+
+        async with self._applied:
+            try:
+                await asyncio.wait_for(self._applied.wait_for(caught_up), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def rebuild(self, projection: Projection) -> None:
+        """Drop a projection's read models and replay every event into them."""
+        await self.read_store.reset(projection.name, [c.name for c in projection.collections])
+        for source in projection.sources:
+            self._positions[(projection.name, source)] = 0
+        await self.catch_up()

@@ -1,0 +1,87 @@
+"""The outbox relay: moves committed events from an event store to the bus.
+
+At least once and in position order (so in per-stream order): a batch is marked
+published only after the bus accepted all of it; when the bus is unreachable the relay
+backs off and tries the same batch again, while commands keep being accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from services.common.ports import Bus, EventStore
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        store: EventStore,
+        bus: Bus,
+        *,
+        name: str,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.name = name
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def notify(self) -> None:
+        """A command committed: publish now rather than at the next poll."""
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        """Publish one batch; returns how many events went out."""
+        events = await self.store.unpublished(self.batch_size)
+        if not events:
+            return 0
+        await self.bus.publish(events)
+        await self.store.mark_published(events)
+        self.published += len(events)
+        return len(events)
+
+    async def drain(self) -> None:
+        while await self.relay_once():
+            pass
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                sent = await self.relay_once()
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the bus or store is down: keep the outbox, retry later
+                log.warning("relay.retry", relay=self.name, error=str(exc), backoff=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            if sent == self.batch_size:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                # Polling also picks up events committed by other processes.
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name=f"relay-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,150 @@
+"""Read models of the register: one document per institution, and region roll-ups.
+
+``evolve`` folds an event into the institution document; ``counters`` says what the
+document adds to the roll-ups of its district, city and province and to the monthly
+buckets. Both are pure, so the property tests can recount from documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from services.common.envelope import Envelope
+from services.common.errors import MalformedEvent
+from services.common.ports import CollectionSpec
+from services.common.projection import CounterKey, Projection, ProjectionUnit
+from services.common.regions import RegionTree
+from services.common.timeutil import local_date, month_start, parse_datetime
+from services.registry.domain.events import (
+    REGISTRY_EVENTS,
+    InstitutionApproved,
+    InstitutionRegistered,
+)
+from services.registry.domain.rules import TERMINAL, Category, RegistryPolicy, Status
+
+INSTITUTIONS = CollectionSpec(
+    "institutions",
+    indexes=("region", "status", "category", "mode", "list_mark", "credit_code", "registered_at"),
+)
+REGION_STATS = CollectionSpec("region_stats")
+REGION_MONTHS = CollectionSpec("region_months")
+
+Doc = dict[str, Any]
+
+
+def evolve(doc: Doc | None, event: Envelope) -> Doc:
+    """The institution document after ``event``. Raises ``MalformedEvent`` if it cannot apply."""
+    fact = REGISTRY_EVENTS.decode(event)
+    at = event.occurred_at.isoformat()
+    if isinstance(fact, InstitutionRegistered):
+        if doc is not None:
+            raise MalformedEvent(f"{event.stream} is registered twice")
+        new: Doc = {
+            "name": fact.name,
+            "credit_code": fact.credit_code,
+            "region": fact.region,
+            "address": fact.address,
+            "category": fact.category.value,
+            "non_subject_kind": fact.non_subject_kind.value if fact.non_subject_kind else None,
+            "mode": fact.mode.value,
+            "status": Status.PENDING.value,
+            "non_profit": fact.non_profit,
+            "converted_to_non_profit": False,
+            "authority": fact.authority,
+            "license_no": None,
+            "list_mark": "NONE",
+            "warnings": [],
+            "registered_at": at,
+            "closed_at": None,
+            "timeline": [],
+        }
+    else:
+        if doc is None:
+            raise MalformedEvent(f"{event.type} for {event.stream}, which is not registered")
+        new = dict(doc)
+        if isinstance(fact, InstitutionApproved):
+            new["status"] = Status.APPROVED.value
+            new["license_no"] = fact.license_no
+    # Business-time history, so "active on day X" holds whatever order events arrive in.
+    new["timeline"] = [*new["timeline"], [at, new["status"], new["category"]]]
+    return new
+
+
+def active_subject_on(doc: Doc, day: date) -> bool:
+    """Was this a SUBJECT institution, registered and not closed, at the end of ``day``?"""
+    state = None
+    for at, status, category in sorted(doc["timeline"], key=lambda entry: entry[0]):
+        if local_date(parse_datetime(at)) > day:
+            break
+        state = (status, category)
+    return state is not None and state[0] not in TERMINAL and state[1] == Category.SUBJECT.value
+
+
+def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> dict[CounterKey, int]:
+    """What one institution adds to the roll-ups of every level above it."""
+    if doc is None:
+        return {}
+    status = Status(doc["status"])
+    fields: dict[str, int] = {f"institutions_{status.value.lower()}": 1}
+    if status not in TERMINAL:
+        fields["institutions_active"] = 1
+        fields[
+            "institutions_subject" if doc["category"] == "SUBJECT" else "institutions_non_subject"
+        ] = 1
+        fields[f"institutions_{doc['mode'].lower()}"] = 1
+    if doc["converted_to_non_profit"]:
+        fields["institutions_converted_to_non_profit"] = 1
+    if doc["list_mark"] == "BLACKLIST":
+        fields["institutions_blacklisted"] = 1
+    elif doc["list_mark"] == "WHITELIST":
+        fields["institutions_whitelisted"] = 1
+    if active_subject_on(doc, policy.baseline_date):
+        fields["institutions_subject_baseline"] = 1
+
+    months: dict[str, int] = {}
+    registered = month_start(parse_datetime(doc["registered_at"])).isoformat()[:7]
+    months[registered] = 1
+
+    result: dict[CounterKey, int] = {}
+    for region in regions.lineage(doc["region"]):
+        for name, value in fields.items():
+            result[(REGION_STATS.name, region.code, name)] = value
+        result[(REGION_MONTHS.name, f"{region.code}:{registered}", "institutions_registered")] = 1
+        if doc["closed_at"]:
+            closed = parse_datetime(doc["closed_at"]).isoformat()[:7]
+            result[(REGION_MONTHS.name, f"{region.code}:{closed}", "institutions_closed")] = 1
+    return result
+
+
+class InstitutionsProjection(Projection):
+    name = "registry.institutions"
+    sources = ("registry",)
+    collections = (INSTITUTIONS, REGION_STATS, REGION_MONTHS)
+
+    def __init__(self, regions: RegionTree, policy: RegistryPolicy) -> None:
+        self.regions = regions
+        self.policy = policy
+
+    async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
+        doc = await unit.get(INSTITUTIONS.name, event.stream)
+        known = doc["version"] if doc else 0
+        if event.version <= known:
+            return  # already in the document (a redelivery)
+        if event.version != known + 1:
+            raise MalformedEvent(
+                f"{event.stream} version {event.version} arrived after version {known}"
+            )
+        new = evolve(doc, event)
+        unit.contribute(
+            counters(doc, self.regions, self.policy), counters(new, self.regions, self.policy)
+        )
+        unit.put(INSTITUTIONS.name, event.stream, new, event.version)
+
+
+def stats_fields(doc: Mapping[str, Any] | None, prefix: str) -> dict[str, int]:
+    """Counters of one roll-up document that start with ``prefix``, without it."""
+    if not doc:
+        return {}
+    return {k[len(prefix) :]: v for k, v in doc.items() if k.startswith(prefix)}
