@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated
@@ -74,9 +77,22 @@ def up(
         finally:
             await platform.stop()
 
-    uvicorn.run(
-        create_app(platform, lifespan),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
+    config = uvicorn.Config(
+        create_app(platform, lifespan), host=settings.host, port=settings.port, log_level="warning"
     )
+    asyncio.run(QuietServer(config).serve())
+
+
+class QuietServer(uvicorn.Server):
+    """Stops cleanly on Ctrl-C / SIGTERM, without re-raising the signal as a traceback."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)

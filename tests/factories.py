@@ -30,3 +30,24 @@ def envelope(stream: str, version: int, **overrides: Any) -> Envelope:
 
 def commit(stream: str, expected: int, count: int = 1, **overrides: Any) -> list[Envelope]:
     return [envelope(stream, expected + i, **overrides) for i in range(1, count + 1)]
+
+
+def valid_credit_code(region: str = "640402", org: str = "MA0000001") -> str:
+    from services.registry.domain.rules import credit_code_check_char
+
+    first17 = "52" + region + org
+    return first17 + credit_code_check_char(first17)
+
+
+def registration(**overrides: Any) -> dict[str, Any]:
+    """A RegisterInstitutionInput that passes every rule."""
+    fields: dict[str, Any] = {
+        "name": "原州区启明学科培训学校",
+        "creditCode": valid_credit_code(),
+        "region": "640402",
+        "category": "SUBJECT",
+        "mode": "OFFLINE",
+        "occurredAt": "2021-03-01T09:00:00",
+    }
+    fields.update(overrides)
+    return fields

@@ -13,7 +13,20 @@ from strawberry.extensions import MaskErrors
 from services.common.errors import ShuangjianError
 
 log = structlog.get_logger(__name__)
-_FIELD = re.compile(r'[Ff]ield "(?:[A-Za-z_]+\.)?([A-Za-z_]+)"')
+# How graphql-core names the offending input in its validation and coercion messages.
+_FIELD_PATTERNS = (
+    re.compile(r"at '(?:\$?[A-Za-z_]+\.)?([A-Za-z_][\w.\[\]]*)'"),
+    re.compile(r"required field '([A-Za-z_]\w*)'"),
+    re.compile(r"[Ff]ield '(?:[A-Za-z_]+\.)?([A-Za-z_]\w*)'"),
+    re.compile(r'[Ff]ield "(?:[A-Za-z_]+\.)?([A-Za-z_]\w*)"'),
+)
+
+
+def field_of(message: str) -> str | None:
+    for pattern in _FIELD_PATTERNS:
+        if match := pattern.search(message):
+            return match.group(1)
+    return None
 
 
 def camel(name: str) -> str:
@@ -49,10 +62,10 @@ class ErrorCodes(MaskErrors):
         if original is None or isinstance(original, GraphQLError | ValueError | TypeError):
             # Parse, validation and coercion errors: the request itself is wrong.
             ext = {"code": "BAD_INPUT"}
-            if match := _FIELD.search(error.message):
-                ext["field"] = match.group(1)
+            if field := field_of(error.message):
+                ext["field"] = field
             return _with(error, error.message, {**(error.extensions or {}), **ext})
-        log.error("graphql.internal_error", error=repr(original), path=error.path)
+        log.error("graphql.internal_error", path=error.path, exc_info=original)
         return _with(error, self.error_message, {"code": "INTERNAL"})
 
 

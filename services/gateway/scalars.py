@@ -43,24 +43,30 @@ def _parse_money(value: object) -> Decimal:
     return Decimal(value)
 
 
-DateTime = strawberry.scalar(
-    NewType("DateTime", dt.datetime),
-    description="ISO 8601 date-time with offset; naive inputs are Asia/Shanghai",
-    serialize=lambda v: aware(v).isoformat(),
-    parse_value=_parse_datetime,
-)
-Date = strawberry.scalar(
-    NewType("Date", dt.date),
-    description="ISO 8601 date, e.g. 2021-07-24",
-    serialize=lambda v: v.isoformat(),
-    parse_value=_parse_date,
-)
-Money = strawberry.scalar(
-    NewType("Money", Decimal),
-    description=(
-        'Exact decimal amount in yuan, serialised as a string with two decimals: "4999.00". '
-        "Never a float."
+DateTime = NewType("DateTime", dt.datetime)
+Date = NewType("Date", dt.date)
+Money = NewType("Money", Decimal)
+
+SCALARS = {
+    DateTime: strawberry.scalar(
+        name="DateTime",
+        description="ISO 8601 date-time with offset; naive inputs are Asia/Shanghai",
+        serialize=lambda v: aware(v).isoformat(),
+        parse_value=_parse_datetime,
     ),
-    serialize=lambda v: money_from_fen(int(v)) if isinstance(v, int) else f"{Decimal(v):.2f}",
-    parse_value=_parse_money,
-)
+    Date: strawberry.scalar(
+        name="Date",
+        description="ISO 8601 date, e.g. 2021-07-24",
+        serialize=lambda v: v.isoformat(),
+        parse_value=_parse_date,
+    ),
+    Money: strawberry.scalar(
+        name="Money",
+        description=(
+            'Exact decimal amount in yuan, serialised as a string with two decimals: "4999.00". '
+            "Never a float."
+        ),
+        serialize=lambda v: money_from_fen(v) if isinstance(v, int) else f"{Decimal(v):.2f}",
+        parse_value=_parse_money,
+    ),
+}

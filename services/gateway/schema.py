@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
 from services.common.application import CommandContext, Outcome
@@ -19,7 +20,7 @@ from services.common.regions import Region as RegionRecord
 from services.common.regions import RegionLevel as RegionLevelEnum
 from services.gateway.context import GatewayContext
 from services.gateway.errors import ErrorCodes, input_fields
-from services.gateway.scalars import DateTime
+from services.gateway.scalars import SCALARS, DateTime
 from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
 from services.registry.domain.rules import Category, NonSubjectKind, Status, TeachingMode
 from services.registry.projections import INSTITUTIONS, stats_fields
@@ -110,7 +111,7 @@ class RegionStats:
 class Region:
     code: str
     name: str
-    level: RegionLevel  # type: ignore[valid-type]
+    level: RegionLevel
 
     @classmethod
     def of(cls, region: RegionRecord) -> Region:
@@ -152,7 +153,7 @@ class Region:
 class WarningCard:
     color: WarningColor
     reason: str
-    issued_at: DateTime  # type: ignore[valid-type]
+    issued_at: DateTime
 
 
 @strawberry.type
@@ -163,10 +164,10 @@ class Institution:
         description="统一社会信用代码, 18 characters, checksum validated (GB 32100)."
     )
     address: str | None
-    category: InstitutionCategory  # type: ignore[valid-type]
-    non_subject_kind: NonSubjectKindType | None  # type: ignore[valid-type]
-    mode: TeachingModeType  # type: ignore[valid-type]
-    status: InstitutionStatus  # type: ignore[valid-type]
+    category: InstitutionCategory
+    non_subject_kind: NonSubjectKindType | None
+    mode: TeachingModeType
+    status: InstitutionStatus
     non_profit: bool
     authority: str = strawberry.field(
         description="主管单位, e.g. EDUCATION, SPORTS, CULTURE_TOURISM, SCIENCE_TECH; "
@@ -175,7 +176,7 @@ class Institution:
     license_no: str | None
     list_mark: ListMark
     warnings: list[WarningCard]
-    registered_at: DateTime  # type: ignore[valid-type]
+    registered_at: DateTime
     region_code: strawberry.Private[str]
 
     @strawberry.field
@@ -232,9 +233,9 @@ class InstitutionConnection:
 @strawberry.input(description="Every filter's region means the whole subtree under that code.")
 class InstitutionFilter:
     region: str | None = None
-    category: InstitutionCategory | None = None  # type: ignore[valid-type]
-    status: InstitutionStatus | None = None  # type: ignore[valid-type]
-    mode: TeachingModeType | None = None  # type: ignore[valid-type]
+    category: InstitutionCategory | None = None
+    status: InstitutionStatus | None = None
+    mode: TeachingModeType | None = None
     list_mark: ListMark | None = None
     search: str | None = strawberry.field(
         default=None, description="Substring of name or exact credit code."
@@ -303,7 +304,7 @@ class Query:
     def regions(
         self,
         info: Info[GatewayContext, None],
-        level: RegionLevel,  # type: ignore[valid-type]
+        level: RegionLevel,
         parent: str | None = None,
     ) -> list[Region]:
         regions = ctx(info).backend.regions
@@ -342,11 +343,11 @@ class RegisterInstitutionInput:
     credit_code: str
     region: str = strawberry.field(description="6-digit district code.")
     address: str | None = None
-    category: InstitutionCategory  # type: ignore[valid-type]
-    non_subject_kind: NonSubjectKindType | None = None  # type: ignore[valid-type]
-    mode: TeachingModeType  # type: ignore[valid-type]
+    category: InstitutionCategory
+    non_subject_kind: NonSubjectKindType | None = None
+    mode: TeachingModeType
     non_profit: bool | None = False
-    occurred_at: DateTime | None = None  # type: ignore[valid-type]
+    occurred_at: DateTime | None = None
 
 
 async def institution_after(info: Info[GatewayContext, None], outcome: Outcome[Any]) -> Institution:
@@ -391,7 +392,7 @@ class Mutation:
         info: Info[GatewayContext, None],
         id: strawberry.ID,
         license_no: str,
-        occurred_at: DateTime | None = None,  # type: ignore[valid-type]
+        occurred_at: DateTime | None = None,
     ) -> Institution:
         cmd = ApproveInstitution(id=id, license_no=license_no, occurred_at=occurred_at)
         with input_fields(None):
@@ -399,11 +400,17 @@ class Mutation:
         return await institution_after(info, outcome)
 
 
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
+        """Bad input is the caller's business; ``ErrorCodes`` logs internal errors."""
+
+
 def build_schema(extensions: Sequence[Any] = ()) -> strawberry.Schema:
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         extensions=[ErrorCodes, *extensions],
+        config=StrawberryConfig(scalar_map=SCALARS),
     )
 
 

@@ -178,3 +178,48 @@ async def test_outbox_respects_the_limit_and_keeps_stream_order(event_store: Eve
     assert [e.version for e in first] == [1, 2]
     await event_store.mark_published(first)
     assert [e.version for e in await event_store.unpublished(limit=10)] == [3, 4, 5]
+
+
+async def test_racing_retries_of_one_commit_all_get_the_stored_events(
+    event_store: EventStore,
+) -> None:
+    events = commit("inst-1", 0, 2)
+    results = await asyncio.gather(
+        *(event_store.append(events, expected_version=0) for _ in range(6))
+    )
+    assert all([e.position for e in r] == [e.position for e in results[0]] for r in results)
+    assert len(await event_store.read_all()) == 2
+
+
+async def test_a_refused_commit_leaves_later_commits_whole_and_in_order(
+    event_store: EventStore,
+) -> None:
+    taken = commit("inst-1", 0, 2)
+    await event_store.append(taken, expected_version=0)
+    with pytest.raises(Conflict):
+        await event_store.append(
+            [envelope("inst-2", 1), envelope("inst-2", 2, id=taken[1].id)], expected_version=0
+        )
+    with pytest.raises(ConcurrencyConflict):
+        await event_store.append(commit("inst-1", 0, 1), expected_version=0)
+    before = await event_store.max_position()
+    later = await event_store.append(commit("inst-3", 0, 3), expected_version=0)
+
+    positions = [e.position or 0 for e in later]
+    assert positions == list(range(positions[0], positions[0] + 3)) and positions[0] > before
+    assert [e.id for e in await event_store.read_all(after_position=before)] == [
+        e.id for e in later
+    ]
+    assert [e.stream for e in await event_store.read_all()] == ["inst-1"] * 2 + ["inst-3"] * 3
+    assert [e.stream for e in await event_store.unpublished()] == ["inst-1"] * 2 + ["inst-3"] * 3
+
+
+async def test_outbox_resumes_inside_a_commit_cut_by_the_limit(event_store: EventStore) -> None:
+    await event_store.append(commit("inst-1", 0, 3), expected_version=0)
+    await event_store.append(commit("inst-2", 0, 2), expected_version=0)
+    seen = []
+    while batch := await event_store.unpublished(limit=2):
+        assert len(batch) <= 2
+        seen += [(e.stream, e.version) for e in batch]
+        await event_store.mark_published(batch)
+    assert seen == [("inst-1", 1), ("inst-1", 2), ("inst-1", 3), ("inst-2", 1), ("inst-2", 2)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from services.common.errors import BadInput
@@ -232,3 +234,39 @@ async def test_get_many_and_dump(store: ReadStore) -> None:
     dumped = await store.dump("institutions")
     assert [d["id"] for d in dumped] == [f"i{n:02d}" for n in range(7)]
     assert all(set(d) == {"id", "version", "name", "region", "status", "rank"} for d in dumped)
+
+
+async def test_a_newer_put_replaces_the_whole_document(store: ReadStore) -> None:
+    await store.commit(Batch("p", "registry", 1, puts=[put("a", 1, name="x", region="640402")]))
+    await store.commit(Batch("p", "registry", 2, puts=[put("a", 2, name="y")]))
+    assert await store.get("institutions", "a") == {"id": "a", "version": 2, "name": "y"}
+
+
+async def test_increments_keep_the_fields_of_a_put(store: ReadStore) -> None:
+    await store.commit(Batch("p", "registry", 1, puts=[put("a", 1, name="x")]))
+    inc = Increment("institutions", "a", {"branches": 2}, 2)
+    await store.commit(Batch("p", "registry", 2, increments=[inc]))
+    await store.commit(Batch("p", "registry", 2, increments=[inc]))
+    assert await store.get("institutions", "a") == {
+        "id": "a",
+        "version": 1,
+        "name": "x",
+        "branches": 2,
+    }
+
+
+async def test_a_put_does_not_forget_which_increments_were_applied(store: ReadStore) -> None:
+    inc = Increment("institutions", "a", {"branches": 1}, 1)
+    await store.commit(Batch("p", "registry", 1, increments=[inc]))
+    await store.commit(Batch("p", "registry", 2, puts=[put("a", 1, name="x")]))
+    await store.commit(Batch("p", "registry", 2, increments=[inc]))
+    assert await store.get("institutions", "a") == {"id": "a", "version": 1, "name": "x"}
+
+
+async def test_concurrent_batches_on_one_document_all_count(store: ReadStore) -> None:
+    batches = [
+        Batch(f"p{n}", "registry", 1, increments=[Increment("region_stats", "640402", {"n": 1}, 1)])
+        for n in range(8)
+    ]
+    await asyncio.gather(*(store.commit(b) for b in batches))
+    assert (await store.get("region_stats", "640402") or {}).get("n") == 8

@@ -1,0 +1,489 @@
+"""MongoDB adapters on PyMongo's async API, correct without multi-document transactions.
+
+DESIGN.md: one document per commit makes an append atomic and optimistically concurrent
+by itself (unique indexes do the refusing), and read-model writes are idempotent per
+document, so a replica set (and its transactions) is an optimisation, never a requirement.
+The same code runs against ``tests/fakes/async_mongo.py`` in CI.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.common.envelope import Envelope
+from services.common.errors import BadInput, ConcurrencyConflict, Conflict, Unavailable
+from services.common.ports import (
+    AnyOf,
+    Batch,
+    CollectionSpec,
+    Contains,
+    Eq,
+    EventStore,
+    Filter,
+    In,
+    Increment,
+    Page,
+    Prefix,
+    Put,
+    Query,
+    Range,
+    ReadStore,
+    decode_cursor,
+    encode_cursor,
+    latest_puts,
+)
+from services.common.sqlite import check_commit
+
+Doc = dict[str, Any]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_POSITIONS = "_positions"
+# Compare-and-set loops only lose to a concurrent writer of the same document; this many
+# losses in a row means something is wrong, and the caller should retry the whole batch.
+_ATTEMPTS = 20
+
+
+def _check_name(name: str) -> str:
+    """Top-level field and collection names only: a dot or ``$`` would change the query."""
+    if not _NAME.match(name):
+        raise ValueError(f"not a safe identifier: {name!r}")
+    return name
+
+
+# --- event store ------------------------------------------------------------------------
+
+
+class MongoEventStore(EventStore):
+    """One document per commit in ``<service>_commits``; positions from ``<service>_counters``.
+
+    A commit document holds its events, the stream slot it fills (unique on
+    ``(stream, first_version)``: a stale writer is refused by the index), its event ids
+    (unique multikey: an id is never stored twice), a contiguous block of global
+    positions taken from a counter before the insert, and the outbox state: ``sent``
+    (how many of its leading events reached the bus) and ``published`` (all of them).
+
+    Positions are allocated before the insert, so a refused commit leaves a gap and two
+    concurrent commits can become visible out of position order (see ``read_all``).
+    """
+
+    def __init__(self, db: AsyncDatabase[Any], service: str) -> None:
+        self.commits: AsyncCollection[Doc] = db[f"{_check_name(service)}_commits"]
+        self.counters: AsyncCollection[Doc] = db[f"{service}_counters"]
+
+    async def start(self) -> None:
+        await self.commits.create_index(
+            [("stream", 1), ("first_version", 1)], unique=True, name="stream_slot"
+        )
+        await self.commits.create_index([("ids", 1)], unique=True, name="event_ids")
+        await self.commits.create_index([("published", 1), ("position", 1)], name="outbox")
+        await self.commits.create_index([("last_position", 1)], name="global_order")
+
+    async def append(self, events: Sequence[Envelope], expected_version: int) -> list[Envelope]:
+        check_commit(events, expected_version)
+        first = events[0]
+        stored = await self.commits.find_one({"ids": str(first.id)})
+        if stored is not None:
+            return _same_commit(stored, events)
+        current = await self._stream_version(first.stream)
+        if current != expected_version:
+            raise ConcurrencyConflict(
+                f"stream {first.stream} is at version {current}, "
+                f"not the expected {expected_version}"
+            )
+        counter = await self.counters.find_one_and_update(
+            {"_id": "positions"},
+            {"$inc": {"value": len(events)}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        last = int(counter["value"])
+        start = last - len(events) + 1
+        ids = [str(e.id) for e in events]
+        try:
+            await self.commits.insert_one(
+                {
+                    "_id": ids[0],
+                    "stream": first.stream,
+                    "first_version": first.version,
+                    "last_version": events[-1].version,
+                    "ids": ids,
+                    "position": start,
+                    "last_position": last,
+                    "events": [e.model_dump(mode="json", exclude={"position"}) for e in events],
+                    "sent": 0,
+                    "published": False,
+                }
+            )
+        except DuplicateKeyError:
+            return await self._refused(events)
+        return [e.with_position(start + i) for i, e in enumerate(events)]
+
+    async def _refused(self, events: Sequence[Envelope]) -> list[Envelope]:
+        """Tell which unique index refused the insert: the fake's error names none."""
+        first = events[0]
+        stored = await self.commits.find_one({"ids": str(first.id)})
+        if stored is not None:
+            return _same_commit(stored, events)
+        slot = {"stream": first.stream, "first_version": first.version}
+        if await self.commits.find_one(slot, {"_id": 1}) is not None:
+            raise ConcurrencyConflict(
+                f"stream {first.stream} already has version {first.version}: "
+                "another writer committed first"
+            )
+        raise Conflict("an event id of this commit is already stored in another commit")
+
+    async def _stream_version(self, stream: str) -> int:
+        last = await self.commits.find_one(
+            {"stream": stream}, {"last_version": 1}, sort=[("first_version", -1)]
+        )
+        return int(last["last_version"]) if last else 0
+
+    async def read_stream(
+        self, stream: str, after_version: int = 0, to_version: int | None = None
+    ) -> list[Envelope]:
+        upper = to_version if to_version is not None else 2**62
+        cursor = self.commits.find(
+            {
+                "stream": stream,
+                "last_version": {"$gt": after_version},
+                "first_version": {"$lte": upper},
+            }
+        ).sort("first_version", 1)
+        return [
+            event
+            for doc in await cursor.to_list()
+            for event in _events(doc)
+            if after_version < event.version <= upper
+        ]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
+        """Events after ``after_position``, in position order, as far as they are visible.
+
+        A commit whose insert is still in flight can show up later with a lower position
+        than one already returned: a reader that keeps only the highest position it saw
+        would skip it. The outbox (a flag per commit) does not have that problem.
+        """
+        if limit <= 0:
+            return []
+        found: list[Envelope] = []
+        cursor = (
+            self.commits.find({"last_position": {"$gt": after_position}})
+            .sort("last_position", 1)
+            .limit(limit)
+        )
+        try:
+            async for doc in cursor:
+                found += [e for e in _events(doc) if (e.position or 0) > after_position]
+                if len(found) >= limit:
+                    break
+        finally:
+            await cursor.close()
+        return found[:limit]
+
+    async def get_event(self, event_id: UUID) -> Envelope | None:
+        doc = await self.commits.find_one({"ids": str(event_id)})
+        if doc is None:
+            return None
+        return _events(doc)[doc["ids"].index(str(event_id))]
+
+    async def max_position(self) -> int:
+        last = await self.commits.find_one({}, {"last_position": 1}, sort=[("last_position", -1)])
+        return int(last["last_position"]) if last else 0
+
+    async def unpublished(self, limit: int = 500) -> list[Envelope]:
+        """Unsent events of unpublished commits; every such commit has one, so ``limit``
+        commits are always enough."""
+        if limit <= 0:
+            return []
+        cursor = self.commits.find({"published": False}).sort("position", 1).limit(limit)
+        pending: list[Envelope] = []
+        try:
+            async for doc in cursor:
+                pending += _events(doc)[doc.get("sent", 0) :]
+                if len(pending) >= limit:
+                    break
+        finally:
+            await cursor.close()
+        return pending[:limit]
+
+    async def mark_published(self, events: Sequence[Envelope]) -> None:
+        """Advance each commit's ``sent`` over the events given, in order from where it was.
+
+        A commit is flagged ``published`` once all its events are sent; only the prefix
+        that follows on from ``sent`` counts, so an event left out is handed out again.
+        """
+        if not events:
+            return
+        given = {str(e.id) for e in events}
+        docs = await self.commits.find(
+            {"ids": {"$in": sorted(given)}, "published": False}, {"ids": 1, "sent": 1}
+        ).to_list()
+        done: list[str] = []
+        for doc in docs:
+            ids: list[str] = doc["ids"]
+            sent = start = doc.get("sent", 0)
+            while sent < len(ids) and ids[sent] in given:
+                sent += 1
+            if sent == len(ids):
+                done.append(doc["_id"])
+            elif sent > start:
+                await self.commits.update_one({"_id": doc["_id"]}, {"$max": {"sent": sent}})
+        if done:
+            await self.commits.update_many({"_id": {"$in": done}}, {"$set": {"published": True}})
+
+
+def _events(doc: Doc) -> list[Envelope]:
+    return [
+        Envelope.model_validate({**body, "position": doc["position"] + offset})
+        for offset, body in enumerate(doc["events"])
+    ]
+
+
+def _same_commit(doc: Doc, events: Sequence[Envelope]) -> list[Envelope]:
+    """A retried commit: the same event ids in the same stream slots, or a conflict."""
+    stored = _events(doc)
+    same = len(stored) == len(events) and all(
+        (s.id, s.stream, s.version, s.type) == (e.id, e.stream, e.version, e.type)
+        for s, e in zip(stored, events, strict=True)
+    )
+    if not same:
+        raise Conflict(f"event id {events[0].id} is already stored with another commit")
+    return stored
+
+
+# --- read store -------------------------------------------------------------------------
+
+
+class MongoReadStore(ReadStore):
+    """One MongoDB collection per read-model collection, plus ``_positions``.
+
+    A stored document is ``{_id: key, id: key, version, ...fields, _pos: {guard: n}}``:
+    ``_pos`` records, per projection and source, the last source position whose
+    increments the document absorbed. Readers never see ``_id`` or ``_pos``.
+    """
+
+    def __init__(self, db: AsyncDatabase[Any]) -> None:
+        self.db = db
+        self.positions: AsyncCollection[Doc] = db[_POSITIONS]
+        self._known: set[str] = set()
+
+    async def ensure(self, specs: Sequence[CollectionSpec]) -> None:
+        for spec in specs:
+            if _check_name(spec.name) == _POSITIONS:
+                raise ValueError(f"{_POSITIONS} is the adapter's own collection")
+            coll = self.db[spec.name]
+            for name in spec.indexes:
+                await coll.create_index([(_check_name(name), 1), ("_id", 1)], name=f"by_{name}")
+        self._known.update(spec.name for spec in specs)
+
+    def _coll(self, collection: str) -> AsyncCollection[Doc]:
+        if collection not in self._known:
+            raise KeyError(f"unknown collection {collection!r}: call ensure() first")
+        return self.db[collection]
+
+    async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        doc = await self._coll(collection).find_one({"_id": key}, {"_pos": 0})
+        return _public(doc) if doc else None
+
+    async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        docs = await self._coll(collection).find({"_id": {"$in": wanted}}, {"_pos": 0}).to_list()
+        return {doc["_id"]: _public(doc) for doc in docs}
+
+    async def find(self, query: Query) -> Page:
+        coll = self._coll(query.collection)
+        where = _where(query.filters)
+        order = "_id" if query.order_by == "id" else _check_name(query.order_by)
+        page = where
+        if query.after:
+            value, key = decode_cursor(query.after)
+            after = _after(order, value, key)
+            page = {"$and": [where, after]} if where else after
+        first = max(query.first, 0)
+        sort = [("_id", 1)] if order == "_id" else [(order, 1), ("_id", 1)]
+        docs = await coll.find(page, {"_pos": 0}).sort(sort).limit(first + 1).to_list()
+        total = await coll.count_documents(where)
+        has_next = len(docs) > first
+        docs = docs[:first]
+        cursor = encode_cursor(docs[-1].get(order), docs[-1]["_id"]) if docs else None
+        return Page([_public(doc) for doc in docs], total, has_next, cursor)
+
+    async def commit(self, batch: Batch) -> None:
+        """Apply a batch without a transaction: counters, then documents, then the position.
+
+        Every step is idempotent by itself: an increment counts only when its position is
+        above what that document recorded for this projection and source (checked and
+        recorded in the same single-document update), and a put only replaces an older
+        version. So after a crash following step 1 or 2, replaying from the stored
+        position skips the increments already counted and re-applies the puts, ending
+        where an uninterrupted commit ends. Counters go before documents because that is
+        the order SQLite applies them in (a put replaces a document's counters); the
+        position goes last so it never claims more than the documents hold. Unlike
+        SQLite, a reader can see a batch half applied.
+        """
+        colls = {c: self._coll(c) for c in {p.collection for p in batch.puts}}
+        colls.update({c: self._coll(c) for c in {i.collection for i in batch.increments}})
+        guard = _guard(batch.projection, batch.source)
+        await self._increment(colls, guard, batch.increments)
+        for put in latest_puts(batch.puts):
+            await self._put(colls[put.collection], put)
+        await self.positions.update_one(
+            {"_id": guard},
+            {
+                "$max": {"position": batch.position},
+                "$set": {"projection": batch.projection, "source": batch.source},
+            },
+            upsert=True,
+        )
+
+    async def _increment(
+        self, colls: dict[str, AsyncCollection[Doc]], guard: str, increments: Sequence[Increment]
+    ) -> None:
+        grouped: dict[str, dict[str, list[Increment]]] = {}
+        for inc in increments:
+            for name in inc.deltas:
+                _check_name(name)
+            grouped.setdefault(inc.collection, {}).setdefault(inc.key, []).append(inc)
+        for collection, by_key in grouped.items():
+            coll = colls[collection]
+            docs = await coll.find({"_id": {"$in": list(by_key)}}, {"_pos": 1}).to_list()
+            stored = {doc["_id"]: _applied(doc, guard) for doc in docs}
+            for key, incs in by_key.items():
+                await self._add(coll, key, guard, incs, stored.get(key))
+
+    async def _add(
+        self,
+        coll: AsyncCollection[Doc],
+        key: str,
+        guard: str,
+        incs: Sequence[Increment],
+        applied: int | None,
+    ) -> None:
+        """Compare-and-set on the document's ``_pos.<guard>``; a lost race re-reads it."""
+        field = f"_pos.{guard}"
+        for _ in range(_ATTEMPTS):
+            fresh = [i for i in incs if applied is None or i.position > applied]
+            if not fresh:
+                return
+            deltas: dict[str, int] = {}
+            for inc in fresh:
+                for name, delta in inc.deltas.items():
+                    deltas[name] = deltas.get(name, 0) + delta
+            update: Doc = {
+                "$set": {field: max(i.position for i in fresh), "id": key},
+                "$setOnInsert": {"version": 0},
+            }
+            if deltas:
+                update["$inc"] = deltas
+            expect = {"$exists": False} if applied is None else applied
+            try:
+                await coll.update_one({"_id": key, field: expect}, update, upsert=True)
+                return
+            except DuplicateKeyError:
+                applied = _applied(await coll.find_one({"_id": key}, {"_pos": 1}), guard)
+        raise Unavailable(f"read-model document {key!r} kept changing; retry the batch")
+
+    async def _put(self, coll: AsyncCollection[Doc], put: Put) -> None:
+        """Replace the document if ``put`` is newer, keeping its ``_pos`` (compare-and-set)."""
+        if "_id" in put.doc or "_pos" in put.doc:
+            raise ValueError("_id and _pos are the adapter's own fields")
+        body = {**put.doc, "id": put.key, "version": put.version}
+        for _ in range(_ATTEMPTS):
+            current = await coll.find_one({"_id": put.key}, {"version": 1, "_pos": 1})
+            if current is None:
+                try:
+                    await coll.insert_one({"_id": put.key, **body})
+                    return
+                except DuplicateKeyError:
+                    continue
+            if current.get("version", 0) >= put.version:
+                return
+            pos = current.get("_pos")
+            replacement = body if pos is None else {**body, "_pos": pos}
+            expect = {"$exists": False} if pos is None else pos
+            done = await coll.replace_one(
+                {"_id": put.key, "version": {"$lt": put.version}, "_pos": expect}, replacement
+            )
+            if done.matched_count:
+                return
+        raise Unavailable(f"read-model document {put.key!r} kept changing; retry the batch")
+
+    async def position(self, projection: str, source: str) -> int:
+        doc = await self.positions.find_one({"_id": _guard(projection, source)})
+        return int(doc["position"]) if doc else 0
+
+    async def reset(self, projection: str, collections: Sequence[str]) -> None:
+        for coll in [self._coll(c) for c in collections]:
+            await coll.delete_many({})
+        await self.positions.delete_many({"projection": projection})
+
+    async def dump(self, collection: str) -> list[dict[str, Any]]:
+        docs = await self._coll(collection).find({}, {"_pos": 0}).sort("_id", 1).to_list()
+        return [_public(doc) for doc in docs]
+
+
+def _guard(projection: str, source: str) -> str:
+    """``projection|source`` usable as one field name: no dots, no ``$``, no ambiguity."""
+    escape = re.compile(r"[%.$|]")
+    return "|".join(escape.sub(lambda m: f"%{ord(m[0]):02X}", p) for p in (projection, source))
+
+
+def _applied(doc: Doc | None, guard: str) -> int | None:
+    return (doc or {}).get("_pos", {}).get(guard)
+
+
+def _public(doc: Doc) -> dict[str, Any]:
+    doc.pop("_id", None)
+    doc.pop("_pos", None)
+    return doc
+
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+def _after(order: str, value: Any, key: str) -> Doc:
+    """Keyset condition: strictly after ``(value, key)`` in ``(order, _id)`` order."""
+    if order == "_id":
+        return {"_id": {"$gt": key}}
+    if not isinstance(value, _SCALAR):
+        raise BadInput("not a cursor this server issued", field="after")
+    if value is None:
+        return {"$or": [{order: None, "_id": {"$gt": key}}, {order: {"$ne": None}}]}
+    return {"$or": [{order: {"$gt": value}}, {order: value, "_id": {"$gt": key}}]}
+
+
+def _where(filters: Sequence[Filter | AnyOf]) -> Doc:
+    clauses = [_any(flt) if isinstance(flt, AnyOf) else _clause(flt) for flt in filters]
+    return {"$and": clauses} if clauses else {}
+
+
+def _any(flt: AnyOf) -> Doc:
+    if not flt.alternatives:
+        return {"_id": {"$in": []}}
+    return {"$or": [_clause(alt) for alt in flt.alternatives]}
+
+
+def _clause(flt: Filter) -> Doc:
+    name = "_id" if flt.field == "id" else _check_name(flt.field)
+    match flt:
+        case Eq(value=value):
+            return {name: {"$eq": value}}
+        case In(values=values):
+            return {name: {"$in": list(values)}}
+        case Prefix(prefix=prefix):
+            return {name: {"$regex": "^" + re.escape(prefix)}}
+        case Contains(text=text):
+            return {name: {"$regex": re.escape(text)}}
+        case Range(gte=gte, lt=lt):
+            bounds = {op: v for op, v in (("$gte", gte), ("$lt", lt)) if v is not None}
+            return {name: bounds} if bounds else {}
+    raise TypeError(f"unknown filter {flt!r}")
