@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from services.common.envelope import Envelope, Upcasters
+from services.common.envelope import Envelope, Upcasters, describe
 from services.common.errors import MalformedEvent
 
 
@@ -100,7 +100,7 @@ class EventTypes:
         try:
             return cls.model_validate(envelope.data)
         except ValidationError as exc:
-            raise MalformedEvent(f"{envelope.type} data: {exc.errors()[0]['msg']}") from exc
+            raise MalformedEvent(f"{envelope.type}: {describe(exc, 'data.')}") from exc
 
     @property
     def classes(self) -> list[type[DomainEvent]]:

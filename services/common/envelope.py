@@ -69,7 +69,7 @@ class Envelope(BaseModel):
         try:
             return cls.model_validate(body)
         except ValidationError as exc:
-            raise MalformedEvent(_describe(exc)) from exc
+            raise MalformedEvent(describe(exc)) from exc
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Envelope:
@@ -85,10 +85,11 @@ class Envelope(BaseModel):
         return self.model_copy(update={"position": position})
 
 
-def _describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError, prefix: str = "") -> str:
+    """A validation error as `path: message` pairs, for dead letters and logs."""
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "event"
+        where = prefix + ".".join(str(p) for p in error["loc"]) or "event"
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
 

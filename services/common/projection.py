@@ -147,10 +147,10 @@ async def project(
         try:
             await projection.apply(event, unit)
         except MalformedEvent as exc:
-            log.warning("projection.parked", projection=projection.name, event=str(event.id))
+            log.warning("projection.parked", projection=projection.name, event_id=str(event.id))
             unit.park(event, exc.message)
         except Exception as exc:  # a bug must not stop every later event: park it, loudly
-            log.exception("projection.failed", projection=projection.name, event=str(event.id))
+            log.exception("projection.failed", projection=projection.name, event_id=str(event.id))
             unit.park(event, f"{type(exc).__name__}: {exc}")
         else:
             unit.end()

@@ -1,0 +1,101 @@
+"""Property: any command sequence leaves the roll-ups equal to a recount, at every level."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.common.application import CommandContext
+from services.common.errors import ShuangjianError
+from services.common.projection import ProjectionRunner
+from services.common.regions import RegionTree
+from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
+from services.common.timeutil import SHANGHAI
+from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
+from services.registry.domain.rules import RegistryPolicy
+from services.registry.handlers import Registry
+from services.registry.projections import INSTITUTIONS, InstitutionsProjection
+from tests.factories import valid_credit_code
+from tests.rollups import recount, stored_rollups
+
+REGIONS = RegionTree.load()
+POLICY = RegistryPolicy()
+DISTRICTS = ["640402", "640422", "640502", "120101", "120116"]
+BASE = datetime(2021, 7, 24, 12, tzinfo=SHANGHAI)
+
+register_op = st.tuples(
+    st.just("register"),
+    st.integers(0, 7),  # institution slot: repeats exercise the idempotent path
+    st.sampled_from(DISTRICTS),
+    st.sampled_from(["SUBJECT", "NON_SUBJECT"]),
+    st.sampled_from(["ONLINE", "OFFLINE"]),
+    st.integers(-400, 200),  # days from the policy start: before and after the baseline
+)
+approve_op = st.tuples(st.just("approve"), st.integers(0, 7))
+commands = st.lists(st.one_of(register_op, approve_op), min_size=1, max_size=25)
+
+
+async def run_sequence(ops: list[tuple[object, ...]], root: Path) -> None:
+    store = SQLiteEventStore(root / "events.db")
+    reads = SQLiteReadStore(root / "reads.db")
+    await store.start()
+    registry = Registry(store, REGIONS, POLICY, clock=lambda: BASE + timedelta(days=400))
+    ctx = CommandContext(actor="property")
+    try:
+        for op in ops:
+            try:
+                if op[0] == "register":
+                    _, slot, region, category, mode, days = op
+                    await registry.register(
+                        RegisterInstitution(
+                            id=f"i{slot}",
+                            name=f"机构{slot}",
+                            credit_code=valid_credit_code(str(region), f"MA{slot:07d}"),
+                            region=str(region),
+                            category=str(category),
+                            non_subject_kind=None if category == "SUBJECT" else "SPORTS",
+                            mode=str(mode),
+                            occurred_at=BASE + timedelta(days=int(str(days))),
+                        ),
+                        ctx,
+                    )
+                else:
+                    await registry.approve(ApproveInstitution(f"i{op[1]}", "L"), ctx)
+            except ShuangjianError:
+                pass  # refused by a rule: the property must hold all the same
+        runner = ProjectionRunner(
+            [InstitutionsProjection(REGIONS, POLICY)], reads, {"registry": store}
+        )
+        await runner.start()
+
+        docs = await reads.dump(INSTITUTIONS.name)
+        rollups = await stored_rollups(reads)
+        assert rollups == recount(docs, REGIONS, POLICY)
+        # Each level is the sum of the level below it.
+        for city in ("640400", "640500", "120100"):
+            children = [r.code for r in REGIONS.children(city)]
+            for name, value in rollups.get(("region_stats", city), {}).items():
+                below = sum(rollups.get(("region_stats", c), {}).get(name, 0) for c in children)
+                assert below == value, (city, name)
+        for province, cities in (("640000", ("640400", "640500")), ("120000", ("120100",))):
+            for name, value in rollups.get(("region_stats", province), {}).items():
+                assert value == sum(
+                    rollups.get(("region_stats", c), {}).get(name, 0) for c in cities
+                )
+    finally:
+        await store.close()
+        await reads.close()
+
+
+@settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(commands)
+def test_rollups_always_equal_a_recount(ops: list[tuple[object, ...]]) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        asyncio.run(run_sequence(ops, Path(root)))
