@@ -9,7 +9,8 @@ The same code runs against ``tests/fakes/async_mongo.py`` in CI.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -73,9 +74,18 @@ class MongoEventStore(EventStore):
     concurrent commits can become visible out of position order (see ``read_all``).
     """
 
-    def __init__(self, db: AsyncDatabase[Any], service: str) -> None:
+    def __init__(
+        self,
+        db: AsyncDatabase[Any],
+        service: str,
+        *,
+        gap_grace: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.commits: AsyncCollection[Doc] = db[f"{_check_name(service)}_commits"]
         self.counters: AsyncCollection[Doc] = db[f"{service}_counters"]
+        self.gap_grace = gap_grace
+        self.clock = clock
 
     async def start(self) -> None:
         await self.commits.create_index(
@@ -119,11 +129,33 @@ class MongoEventStore(EventStore):
                     "events": [e.model_dump(mode="json", exclude={"position"}) for e in events],
                     "sent": 0,
                     "published": False,
+                    "stored_at": self.clock(),
                 }
             )
         except DuplicateKeyError:
+            await self._void(start, last)
             return await self._refused(events)
         return [e.with_position(start + i) for i, e in enumerate(events)]
+
+    async def _void(self, start: int, last: int) -> None:
+        """Fill the positions of a refused commit, so readers need not wait at the gap."""
+        key = f"void-{start}"
+        await self.commits.insert_one(
+            {
+                "_id": key,
+                "stream": f"\x00{key}",  # unique slot, never a real stream
+                "first_version": 0,
+                "last_version": 0,
+                "ids": [key],
+                "position": start,
+                "last_position": last,
+                "events": [],
+                "sent": 0,
+                "published": True,
+                "stored_at": self.clock(),
+                "void": True,
+            }
+        )
 
     async def _refused(self, events: Sequence[Envelope]) -> list[Envelope]:
         """Tell which unique index refused the insert: the fake's error names none."""
@@ -164,15 +196,18 @@ class MongoEventStore(EventStore):
         ]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
-        """Events after ``after_position``, in position order, as far as they are visible.
+        """Events after ``after_position`` in position order, never skipping one for good.
 
-        A commit whose insert is still in flight can show up later with a lower position
-        than one already returned: a reader that keeps only the highest position it saw
-        would skip it. The outbox (a flag per commit) does not have that problem.
+        Positions are taken before the insert, so the commit holding position N may become
+        visible after the one holding N+1. Reading stops at such a gap until the commit
+        behind it is ``gap_grace`` seconds old: by then the missing positions belong to a
+        refused commit and will never appear. A reader that resumes from the highest
+        position it saw therefore misses nothing.
         """
         if limit <= 0:
             return []
         found: list[Envelope] = []
+        expected = after_position + 1
         cursor = (
             self.commits.find({"last_position": {"$gt": after_position}})
             .sort("last_position", 1)
@@ -180,12 +215,18 @@ class MongoEventStore(EventStore):
         )
         try:
             async for doc in cursor:
+                if doc["position"] > expected and not self._settled(doc):
+                    break
                 found += [e for e in _events(doc) if (e.position or 0) > after_position]
+                expected = doc["last_position"] + 1
                 if len(found) >= limit:
                     break
         finally:
             await cursor.close()
         return found[:limit]
+
+    def _settled(self, doc: Doc) -> bool:
+        return self.clock() - float(doc.get("stored_at", 0.0)) > self.gap_grace
 
     async def get_event(self, event_id: UUID) -> Envelope | None:
         doc = await self.commits.find_one({"ids": str(event_id)})
@@ -194,7 +235,9 @@ class MongoEventStore(EventStore):
         return _events(doc)[doc["ids"].index(str(event_id))]
 
     async def max_position(self) -> int:
-        last = await self.commits.find_one({}, {"last_position": 1}, sort=[("last_position", -1)])
+        last = await self.commits.find_one(
+            {"void": {"$ne": True}}, {"last_position": 1}, sort=[("last_position", -1)]
+        )
         return int(last["last_position"]) if last else 0
 
     async def unpublished(self, limit: int = 500) -> list[Envelope]:

@@ -160,11 +160,12 @@ async def project(
 
 
 class ProjectionRunner:
-    """Runs projections in this process, fed by the in-process bus, resuming from the store.
+    """Runs projections in this process, woken by the in-process bus, reading the stores.
 
-    The event stores are the source of truth: at start the runner replays what it has
-    not applied yet, and whenever the bus skips positions (a full queue, a restart) it
-    reads the missing events from the store.
+    The event stores are the source of truth: the runner always reads what it has not
+    applied yet from them, in position order, so a full bus queue, a restart or a commit
+    that becomes visible late (MongoDB) cannot make it skip an event. The bus only says
+    when to look; a poll every ``poll_interval`` seconds covers writers in other processes.
     """
 
     def __init__(
@@ -175,8 +176,10 @@ class ProjectionRunner:
         bus: InProcessBus | None = None,
         *,
         batch_size: int = 500,
+        poll_interval: float = 1.0,
     ) -> None:
         self.projections = list(projections)
+        self.poll_interval = poll_interval
         self.read_store = read_store
         self.event_stores = dict(event_stores)
         self.bus = bus
@@ -229,29 +232,15 @@ class ProjectionRunner:
     async def _live(self) -> None:
         assert self._queue is not None
         while True:
-            events = [await self._queue.get()]
-            while not self._queue.empty() and len(events) < self.batch_size:
-                events.append(self._queue.get_nowait())
-            by_source: dict[str, list[Envelope]] = {}
-            for event in events:
-                by_source.setdefault(event.service, []).append(event)
-            for source, run in by_source.items():
-                if source not in self.event_stores:
-                    continue
-                behind = min(
-                    (
-                        self._positions[(p.name, source)]
-                        for p in self.projections
-                        if source in p.sources
-                    ),
-                    default=None,
-                )
-                if behind is None:
-                    continue
-                if (run[0].position or 0) > behind + 1:
-                    await self.catch_up(source)
-                else:
-                    await self._apply(source, run)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.get(), self.poll_interval)
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            try:
+                await self.catch_up()
+            except Exception:  # the read store is down: keep the position, try again
+                log.exception("projection.catch_up_failed")
+                await asyncio.sleep(self.poll_interval)
 
     async def start(self) -> None:
         await self.prepare()
