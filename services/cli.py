@@ -96,3 +96,32 @@ class QuietServer(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+@app.command()
+def rebuild(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the embedded SQLite files live.")
+    ] = None,
+) -> None:
+    """Drop every read model and rebuild it by replaying the event stores.
+
+    Run it with the platform stopped. The documents come back identical (guarantee 6).
+    """
+    settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def replay() -> None:
+        platform = build_platform(settings)
+        for store in platform.event_stores.values():
+            await store.start()
+        await platform.runner.prepare()
+        try:
+            for projection in platform.runner.projections:
+                with console.status(f"Replaying into {projection.name}…"):
+                    await platform.runner.rebuild(projection)
+                console.print(f"Rebuilt {projection.name}.")
+        finally:
+            await platform.stop()
+
+    asyncio.run(replay())
