@@ -47,7 +47,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _choose_adapters(self) -> Settings:
-        default = "mongodb" if self.mongodb_uri else "sqlite"
+        default: Literal["sqlite", "mongodb"] = "mongodb" if self.mongodb_uri else "sqlite"
         self.event_store = self.event_store or default
         self.read_store = self.read_store or default
         if "mongodb" in (self.event_store, self.read_store) and not self.mongodb_uri:

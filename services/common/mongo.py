@@ -113,6 +113,7 @@ class MongoEventStore(EventStore):
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
+        assert counter is not None  # upsert with AFTER always returns the document
         last = int(counter["value"])
         start = last - len(events) + 1
         ids = [str(e.id) for e in events]

@@ -377,7 +377,7 @@ class SQLiteReadStore(ReadStore):
             for (collection, key), deltas in merge_increments(fresh).items():
                 table = tables[collection]
                 row = conn.execute(f"SELECT doc FROM {table} WHERE key = ?", (key,)).fetchone()
-                doc = json.loads(row[0]) if row else {"id": key, "version": 0}
+                doc: dict[str, Any] = json.loads(row[0]) if row else {"id": key, "version": 0}
                 for name, delta in deltas.items():
                     doc[name] = doc.get(name, 0) + delta
                 conn.execute(
@@ -486,12 +486,13 @@ def _clause(flt: Filter) -> tuple[str, list[Any]]:
         case Contains(text=text):
             return f"instr({column}, ?) > 0", [text]
         case Range(gte=gte, lt=lt):
-            parts, values = [], []
+            parts: list[str] = []
+            bounds: list[Any] = []
             if gte is not None:
                 parts.append(f"{column} >= ?")
-                values.append(_sql_value(gte))
+                bounds.append(_sql_value(gte))
             if lt is not None:
                 parts.append(f"{column} < ?")
-                values.append(_sql_value(lt))
-            return "(" + (" AND ".join(parts) or "1") + ")", values
+                bounds.append(_sql_value(lt))
+            return "(" + (" AND ".join(parts) or "1") + ")", bounds
     raise TypeError(f"unknown filter {flt!r}")

@@ -93,7 +93,7 @@ class RegionTree:
     @classmethod
     def load(cls) -> RegionTree:
         """The packaged 2023 snapshot, parsed once per process."""
-        return _packaged_tree(cls)
+        return _packaged_tree(cls)  # type: ignore[arg-type]  # classes are hashable
 
     def canonical(self, code: str, field: str = "region") -> str:
         """The 6-digit code of an existing region; "64" and "6404" are accepted as prefixes.

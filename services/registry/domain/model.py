@@ -88,7 +88,7 @@ class Institution(Aggregate):
     # --- state -----------------------------------------------------------------------
 
     @singledispatchmethod
-    def when(self, event: DomainEvent, at: datetime) -> None:  # type: ignore[override]
+    def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
     @when.register
