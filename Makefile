@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The kernel and the domain are kept mypy-clean.
-TYPED  := services/common services/registry
+# Every service is kept mypy-clean.
+TYPED  := services
 
 .PHONY: run test lint format bench clean
 

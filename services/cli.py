@@ -60,7 +60,7 @@ def up(
 ) -> None:
     """Run every service, the projections and the GraphQL gateway in one process."""
     overrides = {"host": host, "port": port, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = Settings.model_validate({k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format)
     platform = build_platform(settings)
 
@@ -108,7 +108,7 @@ def rebuild(
 
     Run it with the platform stopped. The documents come back identical (guarantee 6).
     """
-    settings = Settings(**({"data_dir": data_dir} if data_dir is not None else {}))
+    settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
     configure_logging(settings.log_level, settings.log_format)
 
     async def replay() -> None:

@@ -25,9 +25,14 @@ class RegistryCommands(Protocol):
 class Backend(Protocol):
     """What the gateway needs: read models, the regions, and the services' commands."""
 
-    regions: RegionTree
-    read_store: ReadStore
-    registry: RegistryCommands
+    @property
+    def regions(self) -> RegionTree: ...
+
+    @property
+    def read_store(self) -> ReadStore: ...
+
+    @property
+    def registry(self) -> RegistryCommands: ...
 
     async def applied(self, events: Sequence[Envelope], timeout: float = 5.0) -> bool: ...
 

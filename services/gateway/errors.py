@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import structlog
 from graphql.error import GraphQLError
@@ -61,7 +61,7 @@ class ErrorCodes(MaskErrors):
             return _with(error, original.message, original.extensions())
         if original is None or isinstance(original, GraphQLError | ValueError | TypeError):
             # Parse, validation and coercion errors: the request itself is wrong.
-            ext = {"code": "BAD_INPUT"}
+            ext: dict[str, object] = {"code": "BAD_INPUT"}
             if field := field_of(error.message):
                 ext["field"] = field
             return _with(error, error.message, {**(error.extensions or {}), **ext})
@@ -69,7 +69,7 @@ class ErrorCodes(MaskErrors):
         return _with(error, self.error_message, {"code": "INTERNAL"})
 
 
-def _with(error: GraphQLError, message: str, extensions: dict[str, object]) -> GraphQLError:
+def _with(error: GraphQLError, message: str, extensions: Mapping[str, object]) -> GraphQLError:
     return GraphQLError(
         message=message,
         nodes=error.nodes,
@@ -77,5 +77,5 @@ def _with(error: GraphQLError, message: str, extensions: dict[str, object]) -> G
         positions=error.positions,
         path=error.path,
         original_error=None,
-        extensions=extensions,
+        extensions=dict(extensions),
     )

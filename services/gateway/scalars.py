@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 from services.common.timeutil import aware
 
@@ -47,7 +48,7 @@ DateTime = NewType("DateTime", dt.datetime)
 Date = NewType("Date", dt.date)
 Money = NewType("Money", Decimal)
 
-SCALARS = {
+SCALARS: dict[object, ScalarDefinition] = {
     DateTime: strawberry.scalar(
         name="DateTime",
         description="ISO 8601 date-time with offset; naive inputs are Asia/Shanghai",

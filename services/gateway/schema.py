@@ -6,7 +6,7 @@ import enum
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
@@ -25,11 +25,17 @@ from services.registry.domain.commands import ApproveInstitution, RegisterInstit
 from services.registry.domain.rules import Category, NonSubjectKind, Status, TeachingMode
 from services.registry.projections import INSTITUTIONS, stats_fields
 
-RegionLevel = strawberry.enum(RegionLevelEnum, name="RegionLevel")
-InstitutionCategory = strawberry.enum(Category, name="InstitutionCategory")
-NonSubjectKindType = strawberry.enum(NonSubjectKind, name="NonSubjectKind")
-TeachingModeType = strawberry.enum(TeachingMode, name="TeachingMode")
-InstitutionStatus = strawberry.enum(Status, name="InstitutionStatus")
+# The domain's enums are the GraphQL enums, under the contract's names.
+strawberry.enum(RegionLevelEnum, name="RegionLevel")
+strawberry.enum(Category, name="InstitutionCategory")
+strawberry.enum(NonSubjectKind, name="NonSubjectKind")
+strawberry.enum(TeachingMode, name="TeachingMode")
+strawberry.enum(Status, name="InstitutionStatus")
+RegionLevel: TypeAlias = RegionLevelEnum
+InstitutionCategory: TypeAlias = Category
+NonSubjectKindType: TypeAlias = NonSubjectKind
+TeachingModeType: TypeAlias = TeachingMode
+InstitutionStatus: TypeAlias = Status
 
 
 @strawberry.enum
@@ -53,7 +59,10 @@ def ctx(info: Info[GatewayContext, None]) -> GatewayContext:
     return info.context
 
 
-def page_size(first: int, field: str = "first") -> int:
+def page_size(first: int | None, field: str = "first") -> int:
+    """The contract's ``first: Int = 20``: an explicit null means the default."""
+    if first is None:
+        return 20
     if not 0 <= first <= MAX_PAGE:
         raise BadInput(f"first must be between 0 and {MAX_PAGE}", field=field)
     return first
@@ -139,7 +148,7 @@ class Region:
         self,
         info: Info[GatewayContext, None],
         filter: InstitutionFilter | None = None,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
     ) -> InstitutionConnection:
         scoped = InstitutionFilter(**{**vars(filter or InstitutionFilter()), "region": self.code})
@@ -202,11 +211,11 @@ class Institution:
                 WarningCard(
                     color=WarningColor(w["color"]),
                     reason=w["reason"],
-                    issued_at=datetime.fromisoformat(w["issued_at"]),
+                    issued_at=DateTime(datetime.fromisoformat(w["issued_at"])),
                 )
                 for w in doc["warnings"]
             ],
-            registered_at=datetime.fromisoformat(doc["registered_at"]),
+            registered_at=DateTime(datetime.fromisoformat(doc["registered_at"])),
             region_code=doc["region"],
         )
 
@@ -250,7 +259,7 @@ def region_prefix(info: Info[GatewayContext, None], code: str, field: str) -> st
 async def list_institutions(
     info: Info[GatewayContext, None],
     flt: InstitutionFilter | None,
-    first: int,
+    first: int | None,
     after: str | None,
 ) -> InstitutionConnection:
     filters: list[Filter | AnyOf] = []
@@ -323,7 +332,7 @@ class Query:
         self,
         info: Info[GatewayContext, None],
         filter: InstitutionFilter | None = None,
-        first: int = 20,
+        first: int | None = 20,
         after: str | None = None,
     ) -> InstitutionConnection:
         return await list_institutions(info, filter, first, after)
@@ -410,7 +419,7 @@ def build_schema(extensions: Sequence[Any] = ()) -> strawberry.Schema:
         query=Query,
         mutation=Mutation,
         extensions=[ErrorCodes, *extensions],
-        config=StrawberryConfig(scalar_map=SCALARS),
+        config=StrawberryConfig(scalar_map=dict(SCALARS)),
     )
 
 

@@ -178,3 +178,17 @@ async def test_state_survives_a_restart_and_nothing_is_applied_twice(settings: S
             assert counters is not None and counters["institutions_active"] == 1
     finally:
         await second.stop()
+
+
+async def test_an_explicit_null_page_size_means_the_default(gql: GraphQL) -> None:
+    for n in range(22):
+        await gql.data(
+            REGISTER,
+            {"input": registration(id=f"n{n:02d}", creditCode=valid_credit_code(org=f"MA{n:07d}"))},
+        )
+    data = await gql.data(
+        "query($f: Int) { institutions(first: $f) { totalCount edges { node { id } } } }",
+        {"f": None},
+    )
+    assert data["institutions"]["totalCount"] == 22
+    assert len(data["institutions"]["edges"]) == 20
