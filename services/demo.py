@@ -88,7 +88,7 @@ async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -
             name = f"{district.name}{rng.choice(SUBJECT_WORDS)}{tail}"
             institution_id = f"demo-{plan.region}-{n:03d}"
             registered = _moment(rng, date(2016, 1, 1), date(2021, 5, 1))
-            await registry.register(
+            await registry.handle(
                 RegisterInstitution(
                     id=institution_id,
                     name=name,
@@ -104,7 +104,7 @@ async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -
             )
             if rng.random() < plan.approved_share:
                 approved = registered + timedelta(days=rng.randrange(20, 60))
-                await registry.approve(
+                await registry.handle(
                     ApproveInstitution(
                         id=institution_id,
                         license_no=f"教民{plan.region}{registered.year}{n:04d}号",

@@ -12,14 +12,12 @@ from services.common.application import CommandContext, Outcome
 from services.common.envelope import Envelope
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
-from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
+from services.registry.domain.commands import RegistryCommand
 from services.registry.projections import INSTITUTIONS, REGION_STATS
 
 
 class RegistryCommands(Protocol):
-    async def register(self, cmd: RegisterInstitution, ctx: CommandContext) -> Outcome[Any]: ...
-
-    async def approve(self, cmd: ApproveInstitution, ctx: CommandContext) -> Outcome[Any]: ...
+    async def handle(self, cmd: RegistryCommand, ctx: CommandContext) -> Outcome[Any]: ...
 
 
 class Backend(Protocol):

@@ -392,7 +392,7 @@ class Mutation:
             occurred_at=input.occurred_at,
         )
         with input_fields("input"):
-            outcome = await ctx(info).backend.registry.register(cmd, ctx(info).command())
+            outcome = await ctx(info).backend.registry.handle(cmd, ctx(info).command())
         return await institution_after(info, outcome)
 
     @strawberry.mutation
@@ -405,7 +405,7 @@ class Mutation:
     ) -> Institution:
         cmd = ApproveInstitution(id=id, license_no=license_no, occurred_at=occurred_at)
         with input_fields(None):
-            outcome = await ctx(info).backend.registry.approve(cmd, ctx(info).command())
+            outcome = await ctx(info).backend.registry.handle(cmd, ctx(info).command())
         return await institution_after(info, outcome)
 
 

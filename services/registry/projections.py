@@ -20,7 +20,16 @@ from services.common.timeutil import local_date, month_start, parse_datetime
 from services.registry.domain.events import (
     REGISTRY_EVENTS,
     InstitutionApproved,
+    InstitutionConvertedToNonProfit,
+    InstitutionExited,
+    InstitutionReclassified,
     InstitutionRegistered,
+    InstitutionResumed,
+    InstitutionRevoked,
+    InstitutionSuspended,
+    ListMarkSet,
+    SuspensionRecommended,
+    WarningCardIssued,
 )
 from services.registry.domain.rules import TERMINAL, Category, RegistryPolicy, Status
 
@@ -55,7 +64,10 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
             "authority": fact.authority,
             "license_no": None,
             "list_mark": "NONE",
+            "list_reason": None,
             "warnings": [],
+            "status_reason": None,
+            "suspension_recommended": None,
             "registered_at": at,
             "closed_at": None,
             "timeline": [],
@@ -64,9 +76,32 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
         if doc is None:
             raise MalformedEvent(f"{event.type} for {event.stream}, which is not registered")
         new = dict(doc)
-        if isinstance(fact, InstitutionApproved):
-            new["status"] = Status.APPROVED.value
-            new["license_no"] = fact.license_no
+        match fact:
+            case InstitutionApproved(license_no=license_no):
+                new.update(status=Status.APPROVED.value, license_no=license_no)
+            case InstitutionConvertedToNonProfit():
+                new.update(non_profit=True, converted_to_non_profit=True)
+            case InstitutionReclassified(category=category, non_subject_kind=kind):
+                new.update(
+                    category=category.value,
+                    non_subject_kind=kind.value if kind else None,
+                    authority=fact.authority,
+                )
+            case InstitutionSuspended(reason=reason):
+                new.update(status=Status.SUSPENDED.value, status_reason=reason)
+            case InstitutionResumed():
+                new.update(status=Status.APPROVED.value, status_reason=None)
+            case InstitutionRevoked(reason=reason):
+                new.update(status=Status.REVOKED.value, status_reason=reason, closed_at=at)
+            case InstitutionExited(reason=reason):
+                new.update(status=Status.EXITED.value, status_reason=reason, closed_at=at)
+            case ListMarkSet(mark=mark, reason=reason):
+                new.update(list_mark=mark.value, list_reason=reason)
+            case WarningCardIssued(color=color, reason=reason):
+                card = {"color": color.value, "reason": reason, "issued_at": at}
+                new["warnings"] = [*new["warnings"], card]
+            case SuspensionRecommended(reason=reason):
+                new["suspension_recommended"] = {"reason": reason, "at": at}
     # Business-time history, so "active on day X" holds whatever order events arrive in.
     new["timeline"] = [*new["timeline"], [at, new["status"], new["category"]]]
     return new
@@ -100,7 +135,7 @@ def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> di
         fields["institutions_blacklisted"] = 1
     elif doc["list_mark"] == "WHITELIST":
         fields["institutions_whitelisted"] = 1
-    if active_subject_on(doc, policy.baseline_date):
+    if active_subject_on(doc, policy.baseline_for(doc["region"])):
         fields["institutions_subject_baseline"] = 1
 
     months: dict[str, int] = {}

@@ -42,7 +42,7 @@ async def register_many(registry: Registry, count: int, start: int = 0) -> None:
     for n in range(start, start + count):
         region = DISTRICTS[n % len(DISTRICTS)]
         subject = n % 3 == 0
-        await registry.register(
+        await registry.handle(
             RegisterInstitution(
                 id=f"i{n:03d}",
                 name=f"机构{n}",
@@ -56,7 +56,7 @@ async def register_many(registry: Registry, count: int, start: int = 0) -> None:
             ctx,
         )
         if n % 2 == 0:
-            await registry.approve(ApproveInstitution(id=f"i{n:03d}", license_no=f"L{n}"), ctx)
+            await registry.handle(ApproveInstitution(id=f"i{n:03d}", license_no=f"L{n}"), ctx)
 
 
 async def snapshot(store: ReadStore) -> dict[str, list[dict[str, object]]]:

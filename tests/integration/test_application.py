@@ -25,7 +25,7 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
     store = SQLiteEventStore(tmp_path / "events.db")
     await store.start()
     app = Registry(store, RegionTree.load(), RegistryPolicy())
-    await app.register(
+    await app.handle(
         RegisterInstitution(
             id="i1",
             name="彭阳艺术学校",
@@ -43,7 +43,7 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
 
 async def test_racing_identical_commands_all_succeed_once(registry: Registry) -> None:
     """Losers of the optimistic race are decided again on fresh state, not failed."""
-    approvals = [registry.approve(ApproveInstitution("i1", "L-1"), CTX) for _ in range(6)]
+    approvals = [registry.handle(ApproveInstitution(id="i1", license_no="L-1"), CTX) for _ in range(6)]
     outcomes = await asyncio.gather(*approvals)
 
     assert sum(len(o.events) for o in outcomes) == 1
@@ -52,7 +52,7 @@ async def test_racing_identical_commands_all_succeed_once(registry: Registry) ->
 
 
 async def test_racing_different_commands_one_wins_the_rest_conflict(registry: Registry) -> None:
-    approvals = [registry.approve(ApproveInstitution("i1", f"L-{n}"), CTX) for n in range(4)]
+    approvals = [registry.handle(ApproveInstitution(id="i1", license_no=f"L-{n}"), CTX) for n in range(4)]
     results = await asyncio.gather(*approvals, return_exceptions=True)
 
     winners = [r for r in results if not isinstance(r, BaseException)]
@@ -64,7 +64,7 @@ async def test_racing_different_commands_one_wins_the_rest_conflict(registry: Re
 
 async def test_event_carries_actor_and_correlation(registry: Registry) -> None:
     ctx = CommandContext(actor="district-640425", correlation_id="batch-7")
-    outcome = await registry.approve(ApproveInstitution("i1", "L-9"), ctx)
+    outcome = await registry.handle(ApproveInstitution(id="i1", license_no="L-9"), ctx)
     [event] = outcome.events
     assert (event.actor, event.correlation_id, event.region) == (
         "district-640425",

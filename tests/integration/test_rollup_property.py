@@ -51,7 +51,7 @@ async def run_sequence(ops: list[tuple[object, ...]], root: Path) -> None:
             try:
                 if op[0] == "register":
                     _, slot, region, category, mode, days = op
-                    await registry.register(
+                    await registry.handle(
                         RegisterInstitution(
                             id=f"i{slot}",
                             name=f"机构{slot}",
@@ -65,7 +65,7 @@ async def run_sequence(ops: list[tuple[object, ...]], root: Path) -> None:
                         ctx,
                     )
                 else:
-                    await registry.approve(ApproveInstitution(f"i{op[1]}", "L"), ctx)
+                    await registry.handle(ApproveInstitution(id=f"i{op[1]}", license_no="L"), ctx)
             except ShuangjianError:
                 pass  # refused by a rule: the property must hold all the same
         runner = ProjectionRunner(

@@ -112,7 +112,7 @@ def test_approve_needs_a_registered_pending_institution() -> None:
     assert [c.event.TYPE for c in inst.collect()] == ["registry.InstitutionApproved"]
     inst.approve("L-1", AFTER, POLICY)  # the same approval again changes nothing
     assert inst.collect() == []
-    with pytest.raises(Conflict, match="only a PENDING"):
+    with pytest.raises(Conflict, match="approve needs an institution that is PENDING"):
         inst.approve("L-2", AFTER, POLICY)
 
 

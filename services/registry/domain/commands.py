@@ -6,8 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 
-@dataclass(frozen=True)
-class RegisterInstitution:
+@dataclass(frozen=True, kw_only=True)
+class RegistryCommand:
+    id: str | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisterInstitution(RegistryCommand):
     name: str
     credit_code: str
     region: str
@@ -16,12 +22,51 @@ class RegisterInstitution:
     address: str | None = None
     non_subject_kind: str | None = None
     non_profit: bool = False
-    id: str | None = None
-    occurred_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class ApproveInstitution:
-    id: str
+@dataclass(frozen=True, kw_only=True)
+class ApproveInstitution(RegistryCommand):
     license_no: str
-    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertToNonProfit(RegistryCommand):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReclassifyInstitution(RegistryCommand):
+    category: str
+    non_subject_kind: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SuspendInstitution(RegistryCommand):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResumeInstitution(RegistryCommand):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class RevokeInstitution(RegistryCommand):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExitInstitution(RegistryCommand):
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SetListMark(RegistryCommand):
+    mark: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class IssueWarningCard(RegistryCommand):
+    color: str
+    reason: str

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from services.common.aggregate import DomainEvent, EventTypes
-from services.registry.domain.rules import Category, NonSubjectKind, TeachingMode
+from services.registry.domain.rules import (
+    Category,
+    ListMark,
+    NonSubjectKind,
+    TeachingMode,
+    WarningColor,
+)
 
 
 class InstitutionRegistered(DomainEvent):
@@ -28,4 +34,86 @@ class InstitutionApproved(DomainEvent):
     license_no: str
 
 
-REGISTRY_EVENTS = EventTypes(InstitutionRegistered, InstitutionApproved)
+class InstitutionConvertedToNonProfit(DomainEvent):
+    """营转非."""
+
+    TYPE = "registry.InstitutionConvertedToNonProfit"
+
+
+class InstitutionReclassified(DomainEvent):
+    """转型: a new category, and with it possibly a new supervising authority."""
+
+    TYPE = "registry.InstitutionReclassified"
+
+    category: Category
+    non_subject_kind: NonSubjectKind | None
+    authority: str
+
+
+class InstitutionSuspended(DomainEvent):
+    """停业整顿."""
+
+    TYPE = "registry.InstitutionSuspended"
+
+    reason: str
+
+
+class InstitutionResumed(DomainEvent):
+    TYPE = "registry.InstitutionResumed"
+
+
+class InstitutionRevoked(DomainEvent):
+    """取缔: final."""
+
+    TYPE = "registry.InstitutionRevoked"
+
+    reason: str
+
+
+class InstitutionExited(DomainEvent):
+    """有序退出 / 注销: final."""
+
+    TYPE = "registry.InstitutionExited"
+
+    reason: str
+
+
+class ListMarkSet(DomainEvent):
+    """Put on (or taken off) the public black or white list."""
+
+    TYPE = "registry.ListMarkSet"
+
+    mark: ListMark
+    reason: str
+
+
+class WarningCardIssued(DomainEvent):
+    """红黄牌."""
+
+    TYPE = "registry.WarningCardIssued"
+
+    color: WarningColor
+    reason: str
+
+
+class SuspensionRecommended(DomainEvent):
+    """The warning rules recommend 停业整顿; an officer decides. Never a state change."""
+
+    TYPE = "registry.SuspensionRecommended"
+
+    reason: str
+
+
+REGISTRY_EVENTS = EventTypes(
+    InstitutionRegistered,
+    InstitutionApproved,
+    InstitutionConvertedToNonProfit,
+    InstitutionReclassified,
+    InstitutionSuspended,
+    InstitutionResumed,
+    InstitutionRevoked,
+    InstitutionExited,
+    ListMarkSet,
+    WarningCardIssued,
+    SuspensionRecommended,
+)

@@ -12,20 +12,36 @@ from services.common.errors import BadInput, Conflict, NotFound
 from services.common.regions import RegionTree
 from services.common.timeutil import local_date
 from services.registry.domain.commands import RegisterInstitution
-from services.registry.domain.events import InstitutionApproved, InstitutionRegistered
+from services.registry.domain.events import (
+    InstitutionApproved,
+    InstitutionConvertedToNonProfit,
+    InstitutionExited,
+    InstitutionReclassified,
+    InstitutionRegistered,
+    InstitutionResumed,
+    InstitutionRevoked,
+    InstitutionSuspended,
+    ListMarkSet,
+    SuspensionRecommended,
+    WarningCardIssued,
+)
 from services.registry.domain.rules import (
     TERMINAL,
+    TRANSITIONS,
     Category,
+    ListMark,
     NonSubjectKind,
     RegistryPolicy,
     Status,
     TeachingMode,
+    WarningColor,
     validate_credit_code,
 )
 
 NAME_MAX = 200
 ADDRESS_MAX = 500
 LICENSE_MAX = 64
+REASON_MAX = 500
 
 
 class Institution(Aggregate):
@@ -35,6 +51,11 @@ class Institution(Aggregate):
         self.registered_at: datetime | None = None
         self.status: Status | None = None
         self.license_no: str | None = None
+        self.category: Category | None = None
+        self.kind: NonSubjectKind | None = None
+        self.non_profit = False
+        self.list_mark = ListMark.NONE
+        self.red_cards = 0
 
     # --- decisions -------------------------------------------------------------------
 
@@ -57,17 +78,13 @@ class Institution(Aggregate):
         self._record(event, at)
 
     def approve(self, license_no: str, at: datetime, policy: RegistryPolicy) -> None:
-        reg = self._require_registered()
+        self._require_registered()
         license_no = _text(license_no, "license_no", LICENSE_MAX)
         if self.status is Status.APPROVED and self.license_no == license_no:
             return
-        if self.status is not Status.PENDING:
-            raise Conflict(
-                f"only a PENDING institution can be approved; {self.id} is {self.status}",
-                field="id",
-            )
+        self._transition("approve")
         assert self.registered_at is not None
-        if reg.category is Category.SUBJECT and local_date(self.registered_at) >= (
+        if self.category is Category.SUBJECT and local_date(self.registered_at) >= (
             policy.policy_start
         ):
             raise Conflict(
@@ -78,12 +95,107 @@ class Institution(Aggregate):
             )
         self._record(InstitutionApproved(license_no=license_no), at)
 
-    def _require_registered(self) -> InstitutionRegistered:
+    def convert_to_non_profit(self, at: datetime) -> None:
+        """营转非. Converting an institution that is already non-profit changes nothing."""
+        self._require_registered()
+        if self.non_profit:
+            return
+        self._record(InstitutionConvertedToNonProfit(), at)
+
+    def reclassify(
+        self, category: str, kind: str | None, at: datetime, policy: RegistryPolicy
+    ) -> None:
+        """转型. Reclassifying into the current category changes nothing."""
+        self._require_registered()
+        new_category = _choice(Category, category, "category")
+        new_kind = _optional_choice(NonSubjectKind, kind, "non_subject_kind")
+        _check_kind(new_category, new_kind)
+        if (new_category, new_kind) == (self.category, self.kind):
+            return
+        authority = policy.authority(self.region, new_category, new_kind)
+        self._record(
+            InstitutionReclassified(
+                category=new_category, non_subject_kind=new_kind, authority=authority
+            ),
+            at,
+        )
+
+    def suspend(self, reason: str, at: datetime) -> None:
+        self._require_registered()
+        reason = _text(reason, "reason", REASON_MAX)
+        self._transition("suspend")
+        self._record(InstitutionSuspended(reason=reason), at)
+
+    def resume(self, at: datetime) -> None:
+        self._require_registered()
+        self._transition("resume")
+        self._record(InstitutionResumed(), at)
+
+    def revoke(self, reason: str, at: datetime) -> None:
+        self._require_registered()
+        reason = _text(reason, "reason", REASON_MAX)
+        self._transition("revoke")
+        self._record(InstitutionRevoked(reason=reason), at)
+
+    def exit(self, reason: str, at: datetime) -> None:
+        self._require_registered()
+        reason = _text(reason, "reason", REASON_MAX)
+        self._transition("exit")
+        self._record(InstitutionExited(reason=reason), at)
+
+    def set_list_mark(self, mark: str, reason: str, at: datetime) -> None:
+        """Black/white lists stay public after an institution closes, so terminal is fine."""
+        self._require_registered(allow_terminal=True)
+        new_mark = _choice(ListMark, mark, "mark")
+        reason = _text(reason, "reason", REASON_MAX)
+        if new_mark is self.list_mark:
+            return
+        self._record(ListMarkSet(mark=new_mark, reason=reason), at)
+
+    def issue_warning_card(
+        self,
+        color: str,
+        reason: str,
+        at: datetime,
+        policy: RegistryPolicy,
+        *,
+        rectification_overdue: bool = False,
+    ) -> None:
+        """红黄牌. RED cards may recommend suspension; the recommendation is its own event."""
+        self._require_registered()
+        card = _choice(WarningColor, color, "color")
+        reason = _text(reason, "reason", REASON_MAX)
+        self._record(WarningCardIssued(color=card, reason=reason), at)
+        if card is not WarningColor.RED or self.status is not Status.APPROVED:
+            return
+        threshold = policy.red_cards_for_suspension
+        if threshold and self.red_cards >= threshold:
+            why = f"{self.red_cards} RED warning cards (threshold {threshold})"
+        elif rectification_overdue and policy.red_while_overdue_recommends_suspension:
+            why = "a RED warning card while a rectification is overdue"
+        else:
+            return
+        self._record(SuspensionRecommended(reason=why), at)
+
+    def _require_registered(self, *, allow_terminal: bool = False) -> InstitutionRegistered:
         if self.registration is None:
             raise NotFound(f"no institution with id {self.id}", field="id")
-        if self.status in TERMINAL:
-            raise Conflict(f"institution {self.id} is {self.status}: a final state", field="id")
+        if self.status in TERMINAL and not allow_terminal:
+            raise Conflict(
+                f"institution {self.id} is {self.status}: a final state, nothing more can "
+                "happen to it",
+                field="id",
+            )
         return self.registration
+
+    def _transition(self, action: str) -> None:
+        allowed = TRANSITIONS[action]
+        if self.status not in allowed:
+            names = " or ".join(sorted(s.value for s in allowed))
+            raise Conflict(
+                f"{action} needs an institution that is {names}; {self.id} is {self.status}",
+                field="id",
+            )
 
     # --- state -----------------------------------------------------------------------
 
@@ -97,11 +209,52 @@ class Institution(Aggregate):
         self.registered_at = at
         self.region = event.region
         self.status = Status.PENDING
+        self.category = event.category
+        self.kind = event.non_subject_kind
+        self.non_profit = event.non_profit
 
     @when.register
     def _(self, event: InstitutionApproved, at: datetime) -> None:
         self.status = Status.APPROVED
         self.license_no = event.license_no
+
+    @when.register
+    def _(self, event: InstitutionConvertedToNonProfit, at: datetime) -> None:
+        self.non_profit = True
+
+    @when.register
+    def _(self, event: InstitutionReclassified, at: datetime) -> None:
+        self.category = event.category
+        self.kind = event.non_subject_kind
+
+    @when.register
+    def _(self, event: InstitutionSuspended, at: datetime) -> None:
+        self.status = Status.SUSPENDED
+
+    @when.register
+    def _(self, event: InstitutionResumed, at: datetime) -> None:
+        self.status = Status.APPROVED
+
+    @when.register
+    def _(self, event: InstitutionRevoked, at: datetime) -> None:
+        self.status = Status.REVOKED
+
+    @when.register
+    def _(self, event: InstitutionExited, at: datetime) -> None:
+        self.status = Status.EXITED
+
+    @when.register
+    def _(self, event: ListMarkSet, at: datetime) -> None:
+        self.list_mark = event.mark
+
+    @when.register
+    def _(self, event: WarningCardIssued, at: datetime) -> None:
+        if event.color is WarningColor.RED:
+            self.red_cards += 1
+
+    @when.register
+    def _(self, event: SuspensionRecommended, at: datetime) -> None:
+        pass  # a recommendation for people; it changes no state
 
 
 def registration_event(
@@ -115,12 +268,7 @@ def registration_event(
     category = _choice(Category, cmd.category, "category")
     mode = _choice(TeachingMode, cmd.mode, "mode")
     kind = _optional_choice(NonSubjectKind, cmd.non_subject_kind, "non_subject_kind")
-    if category is Category.SUBJECT and kind is not None:
-        raise BadInput("a SUBJECT institution has no nonSubjectKind", field="non_subject_kind")
-    if category is Category.NON_SUBJECT and kind is None:
-        raise BadInput(
-            "a NON_SUBJECT institution needs its kind (SPORTS, ARTS, …)", field="non_subject_kind"
-        )
+    _check_kind(category, kind)
     return InstitutionRegistered(
         name=name,
         credit_code=credit_code,
@@ -132,6 +280,15 @@ def registration_event(
         non_profit=cmd.non_profit,
         authority=policy.authority(region, category, kind),
     )
+
+
+def _check_kind(category: Category, kind: NonSubjectKind | None) -> None:
+    if category is Category.SUBJECT and kind is not None:
+        raise BadInput("a SUBJECT institution has no nonSubjectKind", field="non_subject_kind")
+    if category is Category.NON_SUBJECT and kind is None:
+        raise BadInput(
+            "a NON_SUBJECT institution needs its kind (SPORTS, ARTS, …)", field="non_subject_kind"
+        )
 
 
 def _text(value: str | None, field: str, limit: int) -> str:

@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import TypeVar
 
 from services.common.errors import BadInput
 
@@ -40,7 +41,28 @@ class Status(enum.StrEnum):
     EXITED = "EXITED"
 
 
+class ListMark(enum.StrEnum):
+    NONE = "NONE"
+    WHITELIST = "WHITELIST"
+    BLACKLIST = "BLACKLIST"
+
+
+class WarningColor(enum.StrEnum):
+    YELLOW = "YELLOW"
+    RED = "RED"
+
+
 TERMINAL = frozenset({Status.REVOKED, Status.EXITED})
+ACTIVE = frozenset({Status.PENDING, Status.APPROVED, Status.SUSPENDED})
+
+# The lifecycle (RULES.md): which states each transition may start from.
+TRANSITIONS: Mapping[str, frozenset[Status]] = {
+    "approve": frozenset({Status.PENDING}),
+    "suspend": frozenset({Status.APPROVED}),
+    "resume": frozenset({Status.SUSPENDED}),
+    "revoke": ACTIVE,
+    "exit": ACTIVE,
+}
 
 # 主管单位 by category (RULES.md "Categories and supervising authority").
 NATIONAL_AUTHORITIES: Mapping[str, str] = {
@@ -65,6 +87,15 @@ class RegistryPolicy:
     baseline_date: date = date(2021, 7, 24)
     # Per region-code prefix (e.g. "43" for Hunan): category/kind -> authority.
     authority_overrides: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Per region-code prefix: another baseline day for subjectBaseline.
+    baseline_overrides: Mapping[str, date] = field(default_factory=dict)
+    # Warning escalation: this many RED cards recommend suspension (0 turns it off) ...
+    red_cards_for_suspension: int = 2
+    # ... and so does a RED card while a rectification of the institution is overdue.
+    red_while_overdue_recommends_suspension: bool = True
+
+    def baseline_for(self, region: str) -> date:
+        return _longest_prefix(self.baseline_overrides, region) or self.baseline_date
 
     def authority(self, region: str, category: Category, kind: NonSubjectKind | None) -> str:
         key = category.value if category is Category.SUBJECT else (kind or "OTHER")
@@ -72,6 +103,30 @@ class RegistryPolicy:
             if region.startswith(prefix) and key in self.authority_overrides[prefix]:
                 return self.authority_overrides[prefix][key]
         return NATIONAL_AUTHORITIES.get(key, "UNASSIGNED")
+
+    def compliance_flags(
+        self, category: str, non_profit: bool, status: str, today: date
+    ) -> list[str]:
+        """营转非: an active for-profit SUBJECT institution after the deadline is flagged."""
+        flags = []
+        if (
+            category == Category.SUBJECT
+            and not non_profit
+            and status not in TERMINAL
+            and today > self.non_profit_deadline
+        ):
+            flags.append("FOR_PROFIT_SUBJECT")
+        return flags
+
+
+V = TypeVar("V")
+
+
+def _longest_prefix(table: Mapping[str, V], region: str) -> V | None:
+    for prefix in sorted(table, key=len, reverse=True):
+        if region.startswith(prefix):
+            return table[prefix]
+    return None
 
 
 # --- 统一社会信用代码 (GB 32100-2015) ---------------------------------------------------
