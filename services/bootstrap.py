@@ -20,8 +20,9 @@ from services.common.projection import Projection, ProjectionRunner
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
+from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
-from services.registry.projections import InstitutionsProjection
+from services.registry.projections import InstitutionEventsProjection, InstitutionsProjection
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +54,10 @@ def build_read_store(settings: Settings) -> ReadStore:
 
 
 def build_projections(settings: Settings, regions: RegionTree) -> list[Projection]:
-    return [InstitutionsProjection(regions, settings.registry_policy())]
+    return [
+        InstitutionsProjection(regions, settings.registry_policy()),
+        InstitutionEventsProjection(),
+    ]
 
 
 @dataclass
@@ -68,6 +72,10 @@ class Platform:
     runner: ProjectionRunner
     registry: Registry
     relays: list[OutboxRelay] = field(default_factory=list)
+
+    @property
+    def policy(self) -> RegistryPolicy:
+        return self.registry.policy
 
     async def start(self) -> None:
         for store in self.event_stores.values():

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='Per region prefix, e.g. {"43": {"ARTS": "EDUCATION"}} (JSON in the env var).',
     )
+    baseline_overrides: dict[str, date] = Field(
+        default_factory=dict,
+        description='Per region prefix, another baseline day, e.g. {"12": "2021-09-01"}.',
+    )
+    red_cards_for_suspension: int = Field(
+        2, ge=0, description="RED cards that recommend suspension; 0 turns the rule off."
+    )
+    red_while_overdue_recommends_suspension: bool = True
 
     @model_validator(mode="after")
     def _choose_adapters(self) -> Settings:
@@ -60,4 +68,7 @@ class Settings(BaseSettings):
             non_profit_deadline=self.non_profit_deadline,
             baseline_date=self.baseline_date,
             authority_overrides=self.authority_overrides,
+            baseline_overrides=self.baseline_overrides,
+            red_cards_for_suspension=self.red_cards_for_suspension,
+            red_while_overdue_recommends_suspension=self.red_while_overdue_recommends_suspension,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
@@ -12,7 +13,9 @@ from services.common.application import CommandContext, Outcome
 from services.common.envelope import Envelope
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
+from services.common.timeutil import local_date, utc_now
 from services.registry.domain.commands import RegistryCommand
+from services.registry.domain.rules import RegistryPolicy
 from services.registry.projections import INSTITUTIONS, REGION_STATS
 
 
@@ -32,6 +35,9 @@ class Backend(Protocol):
     @property
     def registry(self) -> RegistryCommands: ...
 
+    @property
+    def policy(self) -> RegistryPolicy: ...
+
     async def applied(self, events: Sequence[Envelope], timeout: float = 5.0) -> bool: ...
 
 
@@ -48,6 +54,9 @@ class GatewayContext(BaseContext):
             return [found.get(key) for key in keys]
 
         return load
+
+    def today(self) -> date:
+        return local_date(utc_now())
 
     def command(self) -> CommandContext:
         headers = self.request.headers if self.request is not None else {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import enum
+import json
 import re
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, TypeAlias
+from datetime import date, datetime
+from typing import Annotated, Any, TypeAlias
 
 import strawberry
 from strawberry.schema.config import StrawberryConfig
@@ -20,10 +20,29 @@ from services.common.regions import Region as RegionRecord
 from services.common.regions import RegionLevel as RegionLevelEnum
 from services.gateway.context import GatewayContext
 from services.gateway.errors import ErrorCodes, input_fields
-from services.gateway.scalars import SCALARS, DateTime
-from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
+from services.gateway.scalars import SCALARS, Date, DateTime
+from services.registry.domain.commands import (
+    ApproveInstitution,
+    ConvertToNonProfit,
+    ExitInstitution,
+    IssueWarningCard,
+    ReclassifyInstitution,
+    RegisterInstitution,
+    RegistryCommand,
+    ResumeInstitution,
+    RevokeInstitution,
+    SetListMark,
+    SuspendInstitution,
+)
 from services.registry.domain.rules import Category, NonSubjectKind, Status, TeachingMode
-from services.registry.projections import INSTITUTIONS, stats_fields
+from services.registry.domain.rules import ListMark as ListMarkEnum
+from services.registry.domain.rules import WarningColor as WarningColorEnum
+from services.registry.projections import (
+    INSTITUTION_EVENTS,
+    INSTITUTIONS,
+    REGION_MONTHS,
+    stats_fields,
+)
 
 # The domain's enums are the GraphQL enums, under the contract's names.
 strawberry.enum(RegionLevelEnum, name="RegionLevel")
@@ -38,17 +57,10 @@ TeachingModeType: TypeAlias = TeachingMode
 InstitutionStatus: TypeAlias = Status
 
 
-@strawberry.enum
-class ListMark(enum.Enum):
-    NONE = "NONE"
-    WHITELIST = "WHITELIST"
-    BLACKLIST = "BLACKLIST"
-
-
-@strawberry.enum
-class WarningColor(enum.Enum):
-    YELLOW = "YELLOW"
-    RED = "RED"
+strawberry.enum(ListMarkEnum, name="ListMark")
+strawberry.enum(WarningColorEnum, name="WarningColor")
+ListMark: TypeAlias = ListMarkEnum
+WarningColor: TypeAlias = WarningColorEnum
 
 
 MAX_PAGE = 100
@@ -106,6 +118,38 @@ class InstitutionStats:
         return cls(**{name: counters.get(name, 0) for name in names})
 
 
+MAX_MONTHS = 240
+
+
+def month_range(start: date, end: date) -> list[date]:
+    """First days of the months from ``start``'s to ``end``'s, inclusive."""
+    if end < start:
+        raise BadInput("to is before from", field="to")
+    first, last = start.replace(day=1), end.replace(day=1)
+    count = (last.year - first.year) * 12 + last.month - first.month + 1
+    if count > MAX_MONTHS:
+        raise BadInput(f"at most {MAX_MONTHS} months at a time", field="to")
+    return [
+        date(first.year + (first.month - 1 + n) // 12, (first.month - 1 + n) % 12 + 1, 1)
+        for n in range(count)
+    ]
+
+
+@strawberry.type(description="One month of a region's subtree, by business time.")
+class MonthlyStats:
+    month: Date
+    institutions_registered: int
+    institutions_closed: int
+
+    @classmethod
+    def of(cls, month: date, doc: dict[str, Any]) -> MonthlyStats:
+        return cls(
+            month=Date(month),
+            institutions_registered=doc.get("institutions_registered", 0),
+            institutions_closed=doc.get("institutions_closed", 0),
+        )
+
+
 @strawberry.type
 class RegionStats:
     code: strawberry.Private[str]
@@ -142,6 +186,24 @@ class Region:
     @strawberry.field(description="Roll-up over the whole subtree, as of now.")
     def stats(self) -> RegionStats:
         return RegionStats(code=self.code)
+
+    @strawberry.field(
+        description="Month buckets (first day of each month) from..to inclusive, for trends "
+        "and monthly reports."
+    )
+    async def history(
+        self,
+        info: Info[GatewayContext, None],
+        from_: Annotated[Date, strawberry.argument(name="from")],
+        to: Date,
+    ) -> list[MonthlyStats]:
+        months = month_range(from_, to)
+        keys = [f"{self.code}:{month.isoformat()[:7]}" for month in months]
+        found = await ctx(info).backend.read_store.get_many(REGION_MONTHS.name, keys)
+        return [
+            MonthlyStats.of(month, found.get(key) or {})
+            for month, key in zip(months, keys, strict=True)
+        ]
 
     @strawberry.field
     async def institutions(
@@ -186,11 +248,56 @@ class Institution:
     list_mark: ListMark
     warnings: list[WarningCard]
     registered_at: DateTime
+    closed_at: DateTime | None
+    status_reason: str | None = strawberry.field(
+        description="Why it was suspended, revoked or exited."
+    )
+    suspension_recommended: str | None = strawberry.field(
+        description="Why the warning rules recommend 停业整顿, if they do (an officer decides)."
+    )
     region_code: strawberry.Private[str]
 
     @strawberry.field
     def region(self, info: Info[GatewayContext, None]) -> Region:
         return Region.of(ctx(info).backend.regions.require(self.region_code))
+
+    @strawberry.field(
+        description="Compliance flags as of today, e.g. FOR_PROFIT_SUBJECT: an active "
+        "for-profit SUBJECT institution after the 营转非 deadline."
+    )
+    def compliance_flags(self, info: Info[GatewayContext, None]) -> list[str]:
+        policy = ctx(info).backend.policy
+        return policy.compliance_flags(
+            self.category, self.non_profit, self.status, ctx(info).today()
+        )
+
+    @strawberry.field(
+        description="Audit trail: every event of this institution across services, oldest first."
+    )
+    async def events(
+        self, info: Info[GatewayContext, None], first: int | None = 50, after: str | None = None
+    ) -> EventConnection:
+        page = await ctx(info).backend.read_store.find(
+            ReadQuery(
+                INSTITUTION_EVENTS.name,
+                (Eq("institution", str(self.id)),),
+                order_by="order",
+                first=page_size(50 if first is None else first),
+                after=after,
+            )
+        )
+        edges = [
+            EventEdge(
+                node=DomainEvent.from_body(doc["event"]),
+                cursor=encode_cursor(doc["order"], doc["id"]),
+            )
+            for doc in page.items
+        ]
+        return EventConnection(
+            edges=edges,
+            page_info=PageInfo(has_next_page=page.has_next, end_cursor=page.end_cursor),
+            total_count=page.total,
+        )
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Institution:
@@ -216,6 +323,9 @@ class Institution:
                 for w in doc["warnings"]
             ],
             registered_at=DateTime(datetime.fromisoformat(doc["registered_at"])),
+            closed_at=DateTime(datetime.fromisoformat(c)) if (c := doc["closed_at"]) else None,
+            status_reason=doc["status_reason"],
+            suspension_recommended=(doc["suspension_recommended"] or {}).get("reason"),
             region_code=doc["region"],
         )
 
@@ -224,6 +334,46 @@ class Institution:
 class PageInfo:
     has_next_page: bool
     end_cursor: str | None
+
+
+@strawberry.type
+class DomainEvent:
+    id: strawberry.ID
+    type: str
+    stream: strawberry.ID
+    version: int
+    region: str
+    occurred_at: DateTime
+    recorded_at: DateTime
+    actor: str | None
+    data: str = strawberry.field(description="The event's data as a JSON string.")
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> DomainEvent:
+        return cls(
+            id=strawberry.ID(body["id"]),
+            type=body["type"],
+            stream=strawberry.ID(body["stream"]),
+            version=body["version"],
+            region=body["region"],
+            occurred_at=DateTime(datetime.fromisoformat(body["occurred_at"])),
+            recorded_at=DateTime(datetime.fromisoformat(body["recorded_at"])),
+            actor=body.get("actor"),
+            data=json.dumps(body["data"], ensure_ascii=False),
+        )
+
+
+@strawberry.type
+class EventEdge:
+    node: DomainEvent
+    cursor: str
+
+
+@strawberry.type
+class EventConnection:
+    edges: list[EventEdge]
+    page_info: PageInfo
+    total_count: int
 
 
 @strawberry.type
@@ -391,9 +541,7 @@ class Mutation:
             non_profit=bool(input.non_profit),
             occurred_at=input.occurred_at,
         )
-        with input_fields("input"):
-            outcome = await ctx(info).backend.registry.handle(cmd, ctx(info).command())
-        return await institution_after(info, outcome)
+        return await registry_command(info, cmd, "input")
 
     @strawberry.mutation
     async def approve_institution(
@@ -403,10 +551,112 @@ class Mutation:
         license_no: str,
         occurred_at: DateTime | None = None,
     ) -> Institution:
-        cmd = ApproveInstitution(id=id, license_no=license_no, occurred_at=occurred_at)
-        with input_fields(None):
-            outcome = await ctx(info).backend.registry.handle(cmd, ctx(info).command())
-        return await institution_after(info, outcome)
+        return await registry_command(
+            info, ApproveInstitution(id=id, license_no=license_no, occurred_at=occurred_at)
+        )
+
+    @strawberry.mutation(description="营转非: the institution becomes non-profit.")
+    async def convert_to_non_profit(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        return await registry_command(info, ConvertToNonProfit(id=id, occurred_at=occurred_at))
+
+    @strawberry.mutation(
+        description="转型: change category, e.g. a subject institution becoming a sports one."
+    )
+    async def reclassify_institution(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        category: InstitutionCategory,
+        non_subject_kind: NonSubjectKindType | None = None,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        cmd = ReclassifyInstitution(
+            id=id,
+            category=category.value,
+            non_subject_kind=non_subject_kind.value if non_subject_kind else None,
+            occurred_at=occurred_at,
+        )
+        return await registry_command(info, cmd)
+
+    @strawberry.mutation(description="停业整顿")
+    async def suspend_institution(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        reason: str,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        cmd = SuspendInstitution(id=id, reason=reason, occurred_at=occurred_at)
+        return await registry_command(info, cmd)
+
+    @strawberry.mutation
+    async def resume_institution(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        return await registry_command(info, ResumeInstitution(id=id, occurred_at=occurred_at))
+
+    @strawberry.mutation(description="取缔 — terminal.")
+    async def revoke_institution(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        reason: str,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        cmd = RevokeInstitution(id=id, reason=reason, occurred_at=occurred_at)
+        return await registry_command(info, cmd)
+
+    @strawberry.mutation(description="有序退出 / 注销 — terminal.")
+    async def exit_institution(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        reason: str,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        cmd = ExitInstitution(id=id, reason=reason, occurred_at=occurred_at)
+        return await registry_command(info, cmd)
+
+    @strawberry.mutation
+    async def set_list_mark(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        mark: ListMark,
+        reason: str,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        cmd = SetListMark(id=id, mark=mark.value, reason=reason, occurred_at=occurred_at)
+        return await registry_command(info, cmd)
+
+    @strawberry.mutation
+    async def issue_warning_card(
+        self,
+        info: Info[GatewayContext, None],
+        id: strawberry.ID,
+        color: WarningColor,
+        reason: str,
+        occurred_at: DateTime | None = None,
+    ) -> Institution:
+        cmd = IssueWarningCard(id=id, color=color.value, reason=reason, occurred_at=occurred_at)
+        return await registry_command(info, cmd)
+
+
+async def registry_command(
+    info: Info[GatewayContext, None], cmd: RegistryCommand, input_name: str | None = None
+) -> Institution:
+    """Send a command to the registry and answer with the institution as queries see it."""
+    with input_fields(input_name):
+        outcome = await ctx(info).backend.registry.handle(cmd, ctx(info).command())
+    return await institution_after(info, outcome)
 
 
 class Schema(strawberry.Schema):

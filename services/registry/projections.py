@@ -8,7 +8,7 @@ buckets. Both are pure, so the property tests can recount from documents.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import UTC, date
 from typing import Any
 
 from services.common.envelope import Envelope
@@ -183,3 +183,36 @@ def stats_fields(doc: Mapping[str, Any] | None, prefix: str) -> dict[str, int]:
     if not doc:
         return {}
     return {k[len(prefix) :]: v for k, v in doc.items() if k.startswith(prefix)}
+
+
+INSTITUTION_EVENTS = CollectionSpec("institution_events", indexes=("institution", "order"))
+
+
+class InstitutionEventsProjection(Projection):
+    """The audit trail: every event about an institution, oldest first, with its actor.
+
+    Keyed by event id, so a redelivered event rewrites the same document. Other services'
+    events join the trail when they name an institution (``data.institution_id``).
+    """
+
+    name = "registry.institution_events"
+    sources = ("registry",)
+    collections = (INSTITUTION_EVENTS,)
+
+    async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
+        institution = event.stream if event.service == "registry" else None
+        institution = institution or event.data.get("institution_id")
+        if not isinstance(institution, str):
+            return
+        key = str(event.id)
+        unit.put(
+            INSTITUTION_EVENTS.name,
+            key,
+            {
+                "institution": institution,
+                # Recording order within the trail; the id breaks ties between services.
+                "order": f"{event.recorded_at.astimezone(UTC).isoformat()}|{key}",
+                "event": event.to_dict(),
+            },
+            1,
+        )

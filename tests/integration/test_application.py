@@ -43,7 +43,9 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
 
 async def test_racing_identical_commands_all_succeed_once(registry: Registry) -> None:
     """Losers of the optimistic race are decided again on fresh state, not failed."""
-    approvals = [registry.handle(ApproveInstitution(id="i1", license_no="L-1"), CTX) for _ in range(6)]
+    approvals = [
+        registry.handle(ApproveInstitution(id="i1", license_no="L-1"), CTX) for _ in range(6)
+    ]
     outcomes = await asyncio.gather(*approvals)
 
     assert sum(len(o.events) for o in outcomes) == 1
@@ -52,7 +54,9 @@ async def test_racing_identical_commands_all_succeed_once(registry: Registry) ->
 
 
 async def test_racing_different_commands_one_wins_the_rest_conflict(registry: Registry) -> None:
-    approvals = [registry.handle(ApproveInstitution(id="i1", license_no=f"L-{n}"), CTX) for n in range(4)]
+    approvals = [
+        registry.handle(ApproveInstitution(id="i1", license_no=f"L-{n}"), CTX) for n in range(4)
+    ]
     results = await asyncio.gather(*approvals, return_exceptions=True)
 
     winners = [r for r in results if not isinstance(r, BaseException)]

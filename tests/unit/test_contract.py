@@ -33,7 +33,6 @@ from graphql.utilities import get_default_value_ast
 
 from services.gateway.schema import build_schema
 
-ISSUE_3 = "issue 3 (registry lifecycle)"
 INSPECTIONS = "inspections service"
 FINANCE = "finance service"
 ISSUE_4 = "issue 4 / distributed path"
@@ -41,24 +40,17 @@ ISSUE_4 = "issue 4 / distributed path"
 # Contract coordinates we do not serve yet -> what will deliver them. Remove an entry as
 # soon as it is served; test_pending_entries_are_still_missing insists on it.
 PENDING: dict[str, str] = {
-    # registry lifecycle: mutations, audit trail, history
-    "Mutation.convertToNonProfit": ISSUE_3,
-    "Mutation.reclassifyInstitution": ISSUE_3,
-    "Mutation.suspendInstitution": ISSUE_3,
-    "Mutation.resumeInstitution": ISSUE_3,
-    "Mutation.revokeInstitution": ISSUE_3,
-    "Mutation.exitInstitution": ISSUE_3,
-    "Mutation.setListMark": ISSUE_3,
-    "Mutation.issueWarningCard": ISSUE_3,
-    "Institution.events": ISSUE_3,
-    "Institution.inspections": ISSUE_3,
-    "Institution.rectifications": ISSUE_3,
-    "DomainEvent": ISSUE_3,
-    "EventEdge": ISSUE_3,
-    "EventConnection": ISSUE_3,
-    "Region.history": ISSUE_3,
-    "MonthlyStats": ISSUE_3,
-    "Date": ISSUE_3,
+    # the institution's inspection records, and the other services' monthly figures
+    "Institution.inspections": INSPECTIONS,
+    "Institution.rectifications": INSPECTIONS,
+    "MonthlyStats.inspections": INSPECTIONS,
+    "MonthlyStats.findings": INSPECTIONS,
+    "MonthlyStats.rectificationsClosed": INSPECTIONS,
+    "MonthlyStats.complaints": INSPECTIONS,
+    "MonthlyStats.orders": FINANCE,
+    "MonthlyStats.orderAmount": FINANCE,
+    "MonthlyStats.released": FINANCE,
+    "MonthlyStats.refunded": FINANCE,
     # inspections, rectifications, complaints, law talks
     "Query.inspections": INSPECTIONS,
     "Query.rectifications": INSPECTIONS,
