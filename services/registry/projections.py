@@ -102,19 +102,33 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
                 new["warnings"] = [*new["warnings"], card]
             case SuspensionRecommended(reason=reason):
                 new["suspension_recommended"] = {"reason": reason, "at": at}
-    # Business-time history, so "active on day X" holds whatever order events arrive in.
-    new["timeline"] = [*new["timeline"], [at, new["status"], new["category"]]]
+    # Business-time history of what changed, so "active on day X" holds whatever order
+    # back-dated events arrive in: each entry is one change, folded in occurred_at order.
+    changes = [
+        [at, field, new[field]]
+        for field in ("status", "category")
+        if doc is None or new[field] != doc[field]
+    ]
+    new["timeline"] = [*new["timeline"], *changes]
     return new
 
 
 def active_subject_on(doc: Doc, day: date) -> bool:
-    """Was this a SUBJECT institution, registered and not closed, at the end of ``day``?"""
-    state = None
-    for at, status, category in sorted(doc["timeline"], key=lambda entry: entry[0]):
+    """Was this a SUBJECT institution, registered and not closed, at the end of ``day``?
+
+    Changes are applied in business-time order (stable for equal times, so the recording
+    order breaks ties), whatever order they were recorded in.
+    """
+    state: dict[str, str] = {}
+    for at, field, value in sorted(doc["timeline"], key=lambda change: parse_datetime(change[0])):
         if local_date(parse_datetime(at)) > day:
             break
-        state = (status, category)
-    return state is not None and state[0] not in TERMINAL and state[1] == Category.SUBJECT.value
+        state[field] = value
+    return (
+        "status" in state
+        and state["status"] not in TERMINAL
+        and state.get("category") == Category.SUBJECT.value
+    )
 
 
 def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> dict[CounterKey, int]:

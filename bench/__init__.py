@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` (or `make bench`); each module also runs alone."""

@@ -1,0 +1,32 @@
+"""``python -m bench`` (``make bench``): every benchmark in turn, machine line first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from bench import event_store, gateway, projection
+from bench._common import Stopwatch, console, print_machine
+
+BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+    ("event store", event_store.main),
+    ("projection", projection.main),
+    ("gateway", gateway.main),
+]
+
+
+def main() -> None:
+    print_machine()
+    with Stopwatch() as everything:
+        for name, bench in BENCHMARKS:
+            console.rule(name)
+            with Stopwatch() as one:
+                asyncio.run(bench())
+            console.print(f"{name}: {one.seconds:.1f} s wall", style="dim", highlight=False)
+    console.rule()
+    console.print(f"all benchmarks: {everything.seconds:.1f} s wall", highlight=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Helpers shared by the benchmarks: machine line, timing, percentiles, result tables."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+from rich.console import Console
+from rich.table import Table
+
+# A pipe or file gets 120 columns (rich would fall back to 80 and wrap every row).
+console = Console() if Console().is_terminal else Console(width=120)
+
+
+def quiet_logs() -> None:
+    """Keep the platform's info lines (platform.started, ...) out of the tables."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def machine_line() -> str:
+    return (
+        f"machine: {os.cpu_count()} cpu(s), {platform.machine()} {platform.system()} "
+        f"{platform.release()} | Python {sys.version.split()[0]} "
+        f"({platform.python_implementation()}) | SQLite {sqlite3.sqlite_version}"
+    )
+
+
+def print_machine() -> None:
+    console.print(machine_line(), style="bold", highlight=False, soft_wrap=True)
+
+
+class Stopwatch:
+    """``with Stopwatch() as sw: ...`` then ``sw.seconds``."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._start = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One row of a throughput table: ``ops`` operations in ``seconds``."""
+
+    case: str
+    ops: int
+    seconds: float
+    baseline: str | None = None
+    """Case name this row is compared with; ``None`` marks a baseline row itself."""
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else math.inf
+
+
+def throughput_table(title: str, rows: Sequence[Throughput], unit: str = "ops") -> Table:
+    """Columns: case, ops, seconds, ops/s, vs baseline (this rate / the baseline's rate)."""
+    by_case = {row.case: row for row in rows}
+    table = Table(title=title, title_justify="left")
+    table.add_column("case")
+    table.add_column(unit, justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column(f"{unit}/s", justify="right")
+    table.add_column("vs baseline", justify="right")
+    for row in rows:
+        if row.baseline is None:
+            ratio = "baseline"
+        else:
+            ratio = f"{row.rate / by_case[row.baseline].rate:.2f}×"
+        table.add_row(row.case, f"{row.ops:,}", f"{row.seconds:.3f}", f"{row.rate:,.0f}", ratio)
+    return table
+
+
+def percentile(samples: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of ``samples`` (``pct`` in 0..100)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One row of a latency table: per-request seconds of sequential requests."""
+
+    case: str
+    samples: tuple[float, ...]
+    total_seconds: float
+    """Time the requests of this row took together (the sum of ``samples`` when rows are
+    interleaved)."""
+    baseline: str | None = None
+
+    @property
+    def p50_ms(self) -> float:
+        return percentile(self.samples, 50) * 1e3
+
+    def ms(self, pct: float) -> float:
+        return percentile(self.samples, pct) * 1e3
+
+    @property
+    def rate(self) -> float:
+        return len(self.samples) / self.total_seconds
+
+
+def latency_table(title: str, rows: Sequence[Latency]) -> Table:
+    """Columns: case, n, p50/p95/p99 ms, req/s, p50 / baseline (this p50 / the baseline's)."""
+    by_case = {row.case: row for row in rows}
+    table = Table(title=title, title_justify="left")
+    table.add_column("case")
+    table.add_column("n", justify="right")
+    for name in ("p50 ms", "p95 ms", "p99 ms", "req/s"):
+        table.add_column(name, justify="right")
+    table.add_column("p50 / baseline p50", justify="right")
+    for row in rows:
+        if row.baseline is None:
+            ratio = "baseline"
+        else:
+            ratio = f"{row.p50_ms / by_case[row.baseline].p50_ms:.1f}×"
+        table.add_row(
+            row.case,
+            str(len(row.samples)),
+            f"{row.ms(50):.3f}",
+            f"{row.ms(95):.3f}",
+            f"{row.ms(99):.3f}",
+            f"{row.rate:,.0f}",
+            ratio,
+        )
+    return table
