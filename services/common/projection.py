@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from copy import deepcopy
 from typing import Any, ClassVar
 
@@ -77,6 +77,17 @@ class ProjectionUnit:
         self._docs[ref] = doc
         return deepcopy(doc) if doc is not None else None
 
+    async def prefetch(self, refs: Iterable[tuple[str, str]]) -> None:
+        """Load many documents in one read per collection instead of one read each."""
+        wanted: dict[str, list[str]] = {}
+        for collection, key in refs:
+            if (collection, key) not in self._docs:
+                wanted.setdefault(collection, []).append(key)
+        for collection, keys in wanted.items():
+            found = await self.store.get_many(collection, keys)
+            for key in keys:
+                self._docs[(collection, key)] = found.get(key)
+
     def put(self, collection: str, key: str, doc: Mapping[str, Any], version: int) -> None:
         stored = {**doc, "id": key, "version": version}
         self._event_docs[(collection, key)] = stored
@@ -125,6 +136,10 @@ class Projection(abc.ABC):
     def handles(self, event: Envelope) -> bool:
         return event.service in self.sources
 
+    def prefetch(self, events: Sequence[Envelope]) -> Iterable[tuple[str, str]]:
+        """The (collection, key) documents a run of events will read, to load them at once."""
+        return ()
+
 
 async def project(
     projection: Projection, store: ReadStore, source: str, events: Sequence[Envelope], start: int
@@ -136,6 +151,7 @@ async def project(
     """
     unit = ProjectionUnit(store, projection.name, source)
     unit.position = start
+    await unit.prefetch(projection.prefetch([e for e in events if (e.position or 0) > start]))
     for event in events:
         position = event.position or 0
         if position <= start:

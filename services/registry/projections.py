@@ -7,7 +7,7 @@ buckets. Both are pure, so the property tests can recount from documents.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date
 from typing import Any
 
@@ -175,6 +175,9 @@ class InstitutionsProjection(Projection):
     def __init__(self, regions: RegionTree, policy: RegistryPolicy) -> None:
         self.regions = regions
         self.policy = policy
+
+    def prefetch(self, events: Sequence[Envelope]) -> list[tuple[str, str]]:
+        return [(INSTITUTIONS.name, e.stream) for e in events if e.service == "registry"]
 
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
         doc = await unit.get(INSTITUTIONS.name, event.stream)
