@@ -200,3 +200,10 @@ def test_exit_back_dated_before_the_baseline_removes_it_from_the_baseline() -> N
     assert doc is not None
     assert not active_subject_on(doc, date(2021, 7, 24))
     assert active_subject_on(doc, date(2021, 6, 29))
+
+
+def test_nothing_happens_to_an_institution_before_it_was_registered() -> None:
+    inst = registered(at=datetime(2021, 3, 1, tzinfo=SHANGHAI))
+    with pytest.raises(BadInput, match="before the institution was registered") as err:
+        inst.approve("L-1", datetime(2021, 2, 1, tzinfo=SHANGHAI), POLICY)
+    assert err.value.field == "occurred_at"

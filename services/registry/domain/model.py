@@ -78,7 +78,7 @@ class Institution(Aggregate):
         self._record(event, at)
 
     def approve(self, license_no: str, at: datetime, policy: RegistryPolicy) -> None:
-        self._require_registered()
+        self._require_registered(at)
         license_no = _text(license_no, "license_no", LICENSE_MAX)
         if self.status is Status.APPROVED and self.license_no == license_no:
             return
@@ -97,7 +97,7 @@ class Institution(Aggregate):
 
     def convert_to_non_profit(self, at: datetime) -> None:
         """营转非. Converting an institution that is already non-profit changes nothing."""
-        self._require_registered()
+        self._require_registered(at)
         if self.non_profit:
             return
         self._record(InstitutionConvertedToNonProfit(), at)
@@ -106,7 +106,7 @@ class Institution(Aggregate):
         self, category: str, kind: str | None, at: datetime, policy: RegistryPolicy
     ) -> None:
         """转型. Reclassifying into the current category changes nothing."""
-        self._require_registered()
+        self._require_registered(at)
         new_category = _choice(Category, category, "category")
         new_kind = _optional_choice(NonSubjectKind, kind, "non_subject_kind")
         _check_kind(new_category, new_kind)
@@ -121,31 +121,31 @@ class Institution(Aggregate):
         )
 
     def suspend(self, reason: str, at: datetime) -> None:
-        self._require_registered()
+        self._require_registered(at)
         reason = _text(reason, "reason", REASON_MAX)
         self._transition("suspend")
         self._record(InstitutionSuspended(reason=reason), at)
 
     def resume(self, at: datetime) -> None:
-        self._require_registered()
+        self._require_registered(at)
         self._transition("resume")
         self._record(InstitutionResumed(), at)
 
     def revoke(self, reason: str, at: datetime) -> None:
-        self._require_registered()
+        self._require_registered(at)
         reason = _text(reason, "reason", REASON_MAX)
         self._transition("revoke")
         self._record(InstitutionRevoked(reason=reason), at)
 
     def exit(self, reason: str, at: datetime) -> None:
-        self._require_registered()
+        self._require_registered(at)
         reason = _text(reason, "reason", REASON_MAX)
         self._transition("exit")
         self._record(InstitutionExited(reason=reason), at)
 
     def set_list_mark(self, mark: str, reason: str, at: datetime) -> None:
         """Black/white lists stay public after an institution closes, so terminal is fine."""
-        self._require_registered(allow_terminal=True)
+        self._require_registered(at, allow_terminal=True)
         new_mark = _choice(ListMark, mark, "mark")
         reason = _text(reason, "reason", REASON_MAX)
         if new_mark is self.list_mark:
@@ -162,7 +162,7 @@ class Institution(Aggregate):
         rectification_overdue: bool = False,
     ) -> None:
         """红黄牌. RED cards may recommend suspension; the recommendation is its own event."""
-        self._require_registered()
+        self._require_registered(at)
         card = _choice(WarningColor, color, "color")
         reason = _text(reason, "reason", REASON_MAX)
         self._record(WarningCardIssued(color=card, reason=reason), at)
@@ -177,9 +177,18 @@ class Institution(Aggregate):
             return
         self._record(SuspensionRecommended(reason=why), at)
 
-    def _require_registered(self, *, allow_terminal: bool = False) -> InstitutionRegistered:
+    def _require_registered(
+        self, at: datetime, *, allow_terminal: bool = False
+    ) -> InstitutionRegistered:
         if self.registration is None:
             raise NotFound(f"no institution with id {self.id}", field="id")
+        assert self.registered_at is not None
+        if at < self.registered_at:
+            raise BadInput(
+                f"{at.isoformat()} is before the institution was registered "
+                f"({self.registered_at.isoformat()})",
+                field="occurred_at",
+            )
         if self.status in TERMINAL and not allow_terminal:
             raise Conflict(
                 f"institution {self.id} is {self.status}: a final state, nothing more can "
