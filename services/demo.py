@@ -1,12 +1,15 @@
 """Demo data shaped by the figures of the seed articles (shared/domain/RULES.md).
 
 Loaded through the registry's own commands, so it is ordinary events: back-dated
-registrations from before the policy (districts importing history) and their approvals.
+registrations from before the policy (districts importing history), their approvals,
+and what happened after the policy came in.
 
-* 固原 (640400): 206 institutions before the policy, 97 of them SUBJECT.
-* 天津 (120000): 141 SUBJECT institutions, with NON_SUBJECT ones beside them.
-* 重庆江北 (500105): 63 有证有照 (approved) and institutions still waiting for a licence.
-* 合肥庐阳 (340103): a district of a provincial capital with a mixed register.
+* 固原 (640400): 206 institutions before the policy, 97 of them SUBJECT; afterwards 167
+  active of which 6 SUBJECT (压减率 93.8%).
+* 天津 (120000): 141 SUBJECT institutions, all converted to non-profit (营转非).
+* 重庆江北 (500105): 63 有证有照 (approved), 20 still waiting for a licence, 4 of them
+  revoked and on the public blacklist.
+* 合肥庐阳 (340103): a mixed register with warning cards and one suspension.
 """
 
 from __future__ import annotations
@@ -18,7 +21,17 @@ from datetime import date, datetime, timedelta
 from services.common.application import CommandContext
 from services.common.regions import RegionTree
 from services.common.timeutil import SHANGHAI
-from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
+from services.registry.domain.commands import (
+    ApproveInstitution,
+    ConvertToNonProfit,
+    ExitInstitution,
+    IssueWarningCard,
+    ReclassifyInstitution,
+    RegisterInstitution,
+    RevokeInstitution,
+    SetListMark,
+    SuspendInstitution,
+)
 from services.registry.domain.rules import CREDIT_CODE_CHARS, credit_code_check_char
 from services.registry.handlers import Registry
 
@@ -38,26 +51,34 @@ class DistrictPlan:
     region: str
     subject: int
     non_subject: int
-    approved_share: float = 1.0
+    approved: int | None = None  # how many got a licence (the first ones); None = all
     online_share: float = 0.05
+    # After the policy: SUBJECT institutions that closed (exit / revoke alternately) ...
+    closed_subject: int = 0
+    # ... that turned into non-subject ones (转型) ...
+    reclassified_subject: int = 0
+    # ... and whether the rest became non-profit (营转非).
+    converted: bool = False
+    blacklisted: int = 0
 
 
 PLANS: list[DistrictPlan] = [
-    # 固原: 206 institutions, 97 SUBJECT, spread over its five county-level units.
-    DistrictPlan("640402", 41, 38),
-    DistrictPlan("640422", 20, 21),
-    DistrictPlan("640423", 12, 15),
-    DistrictPlan("640424", 9, 10),
-    DistrictPlan("640425", 15, 25),
-    # 天津: 141 SUBJECT institutions over four central districts.
-    DistrictPlan("120101", 38, 20, online_share=0.1),
-    DistrictPlan("120103", 41, 22, online_share=0.1),
-    DistrictPlan("120104", 35, 18, online_share=0.1),
-    DistrictPlan("120116", 27, 30, online_share=0.1),
-    # 重庆江北: 63 licensed, 20 still without a licence (有照无证).
-    DistrictPlan("500105", 30, 53, approved_share=63 / 83),
+    # 固原: 206 institutions, 97 SUBJECT, over its five county-level units; afterwards
+    # 167 active, 6 SUBJECT (39 closed, 52 turned non-subject): 压减率 93.8%.
+    DistrictPlan("640402", 41, 38, closed_subject=15, reclassified_subject=24),
+    DistrictPlan("640422", 20, 21, closed_subject=8, reclassified_subject=11),
+    DistrictPlan("640423", 12, 15, closed_subject=5, reclassified_subject=6),
+    DistrictPlan("640424", 9, 10, closed_subject=4, reclassified_subject=4),
+    DistrictPlan("640425", 15, 25, closed_subject=7, reclassified_subject=7),
+    # 天津: 141 SUBJECT institutions over four central districts, all 营转非.
+    DistrictPlan("120101", 38, 20, online_share=0.1, converted=True),
+    DistrictPlan("120103", 41, 22, online_share=0.1, converted=True),
+    DistrictPlan("120104", 35, 18, online_share=0.1, converted=True),
+    DistrictPlan("120116", 27, 30, online_share=0.1, converted=True),
+    # 重庆江北: 63 licensed, 20 still without a licence (有照无证), 4 on the public blacklist.
+    DistrictPlan("500105", 30, 53, approved=63, blacklisted=4),
     # 合肥庐阳.
-    DistrictPlan("340103", 45, 75, approved_share=0.9),
+    DistrictPlan("340103", 45, 75, approved=108),
 ]
 
 
@@ -102,7 +123,7 @@ async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -
                 ),
                 ctx,
             )
-            if rng.random() < plan.approved_share:
+            if plan.approved is None or n <= plan.approved:
                 approved = registered + timedelta(days=rng.randrange(20, 60))
                 await registry.handle(
                     ApproveInstitution(
@@ -113,4 +134,73 @@ async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -
                     ctx,
                 )
             count += 1
+        await _after_the_policy(registry, plan, rng, ctx)
+    await _warnings(registry, ctx)
     return count
+
+
+async def _after_the_policy(
+    registry: Registry, plan: DistrictPlan, rng: random.Random, ctx: CommandContext
+) -> None:
+    """What the district did with its SUBJECT institutions once the policy came in."""
+    ids = [f"demo-{plan.region}-{n:03d}" for n in range(1, plan.subject + 1)]
+    closing = ids[: plan.closed_subject]
+    turning = ids[plan.closed_subject : plan.closed_subject + plan.reclassified_subject]
+    staying = ids[plan.closed_subject + plan.reclassified_subject :]
+    for n, institution_id in enumerate(closing):
+        at = _moment(rng, date(2021, 8, 1), date(2022, 6, 30))
+        if n % 2:
+            await registry.handle(
+                RevokeInstitution(
+                    id=institution_id, reason="取缔：违规开展学科类培训", occurred_at=at
+                ),
+                ctx,
+            )
+        else:
+            await registry.handle(
+                ExitInstitution(id=institution_id, reason="有序退出，已完成退费", occurred_at=at),
+                ctx,
+            )
+    for institution_id in turning:
+        at = _moment(rng, date(2021, 9, 1), date(2022, 12, 31))
+        kind = rng.choice(KINDS)
+        await registry.handle(
+            ReclassifyInstitution(
+                id=institution_id, category="NON_SUBJECT", non_subject_kind=kind, occurred_at=at
+            ),
+            ctx,
+        )
+    if plan.converted:
+        for institution_id in staying:
+            at = _moment(rng, date(2021, 9, 1), date(2021, 12, 31))
+            await registry.handle(ConvertToNonProfit(id=institution_id, occurred_at=at), ctx)
+    unlicensed = [
+        f"demo-{plan.region}-{n:03d}" for n in range(plan.subject + plan.non_subject, 0, -1)
+    ]
+    for institution_id in unlicensed[: plan.blacklisted]:
+        at = datetime(2022, 3, 15, 10, tzinfo=SHANGHAI)
+        await registry.handle(
+            RevokeInstitution(id=institution_id, reason="无证办学，予以取缔", occurred_at=at), ctx
+        )
+        await registry.handle(
+            SetListMark(
+                id=institution_id, mark="BLACKLIST", reason="取缔后向社会公示", occurred_at=at
+            ),
+            ctx,
+        )
+
+
+async def _warnings(registry: Registry, ctx: CommandContext) -> None:
+    """合肥庐阳: warning cards, one institution twice RED (a suspension is recommended)."""
+    at = datetime(2023, 11, 6, 10, tzinfo=SHANGHAI)
+    for n, color in ((50, "YELLOW"), (51, "YELLOW"), (52, "RED"), (52, "RED")):
+        await registry.handle(
+            IssueWarningCard(
+                id=f"demo-340103-{n:03d}", color=color, reason="消防安全检查不合格", occurred_at=at
+            ),
+            ctx,
+        )
+    await registry.handle(
+        SuspendInstitution(id="demo-340103-053", reason="停业整顿：消防通道堵塞", occurred_at=at),
+        ctx,
+    )
