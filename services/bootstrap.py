@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from services.common.auth import TokenVerifier, load_or_create_secret
 from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.memory import InProcessBus
@@ -51,6 +52,20 @@ def build_read_store(settings: Settings) -> ReadStore:
 
         return MongoReadStore(_mongo_database(settings))
     return SQLiteReadStore(settings.data_dir / "read-models.db")
+
+
+def build_verifier(settings: Settings, regions: RegionTree) -> TokenVerifier:
+    """HS256 with the configured secret (or the data dir's), plus a JWKS URL if given."""
+    secret = settings.jwt_secret
+    if secret is None and settings.jwks_url is None:
+        secret = load_or_create_secret(settings.data_dir)
+    return TokenVerifier(
+        regions,
+        secret=secret,
+        jwks_url=settings.jwks_url,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer or None,
+    )
 
 
 def build_projections(settings: Settings, regions: RegionTree) -> list[Projection]:

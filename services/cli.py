@@ -7,6 +7,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -16,9 +17,12 @@ import uvicorn
 from fastapi import FastAPI
 from rich.console import Console
 
-from services.bootstrap import Platform, build_platform
+from services.bootstrap import Platform, build_platform, build_verifier
+from services.common.auth import Role, issue_token, load_or_create_secret
 from services.common.config import Settings
+from services.common.errors import ShuangjianError
 from services.common.logging import configure_logging
+from services.common.regions import RegionTree
 from services.demo import load_demo
 from services.gateway.app import create_app
 
@@ -63,6 +67,7 @@ def up(
     settings = Settings.model_validate({k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format)
     platform = build_platform(settings)
+    verifier = build_verifier(settings, platform.regions)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -71,15 +76,22 @@ def up(
             await load_demo_once(platform)
         url = f"http://{settings.host}:{settings.port}/graphql"
         console.print(f"[bold green]Shuangjian is up.[/] GraphiQL: [link={url}]{url}[/link]")
+        if verifier.secret:
+            token = issue_token(
+                verifier.secret, "local-admin", role=Role.ADMIN, ttl=timedelta(hours=12)
+            )
+            console.print(
+                "A national admin token for the next 12 hours; in GraphiQL's Headers tab:"
+            )
+            console.print(f'{{"Authorization": "Bearer {token}"}}', soft_wrap=True, highlight=False)
         console.print(f"Data dir: {settings.data_dir}  ·  stop with Ctrl-C")
         try:
             yield
         finally:
             await platform.stop()
 
-    config = uvicorn.Config(
-        create_app(platform, lifespan), host=settings.host, port=settings.port, log_level="warning"
-    )
+    app = create_app(platform, verifier, lifespan, max_body_bytes=settings.max_body_bytes)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
     asyncio.run(QuietServer(config).serve())
 
 
@@ -96,6 +108,42 @@ class QuietServer(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+@app.command()
+def token(
+    region: Annotated[
+        str | None, typer.Option(help="Region scope (e.g. 640400); omit for national.")
+    ] = None,
+    role: Annotated[Role, typer.Option(help="viewer reads; operator and admin also write.")] = (
+        Role.VIEWER
+    ),
+    ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 8h, 7d.")] = "8h",
+    subject: Annotated[
+        str | None, typer.Option(help="Who the token is for (the audit actor).")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where the embedded secret lives.")] = None,
+) -> None:
+    """Print a bearer token signed with this installation's HS256 secret."""
+    settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
+    regions = RegionTree.load()
+    try:
+        scope = regions.canonical(region, "region") if region is not None else None
+        lifetime = parse_ttl(ttl)
+    except (ShuangjianError, ValueError) as exc:
+        console.print(f"[red]{getattr(exc, 'message', exc)}[/]")
+        raise typer.Exit(2) from None
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    who = subject or f"{role.value}@{scope or 'national'}"
+    print(issue_token(secret, who, role=role, region=scope, ttl=lifetime))
+
+
+def parse_ttl(text: str) -> timedelta:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"--ttl {text!r}: a whole number with s, m, h or d, e.g. 8h")
+    return timedelta(**{units[unit]: int(number)})
 
 
 @app.command()

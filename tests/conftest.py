@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from services.bootstrap import Platform, build_platform
+from services.common.auth import Role, TokenVerifier, issue_token
 from services.common.config import Settings
 from services.gateway.app import create_app
 
@@ -48,8 +49,23 @@ class GraphQL:
         return body["data"]
 
 
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def bearer(role: Role = Role.ADMIN, region: str | None = None, subject: str = "tester") -> str:
+    return f"Bearer {issue_token(SECRET, subject, role=role, region=region)}"
+
+
 @pytest.fixture
-async def gql(platform: Platform) -> AsyncIterator[GraphQL]:
-    transport = httpx.ASGITransport(app=create_app(platform))
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+def app(platform: Platform) -> Any:
+    return create_app(platform, TokenVerifier(platform.regions, secret=SECRET))
+
+
+@pytest.fixture
+async def gql(app: Any) -> AsyncIterator[GraphQL]:
+    """A national admin's GraphQL client."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers={"Authorization": bearer()}
+    ) as client:
         yield GraphQL(client)

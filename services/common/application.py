@@ -21,8 +21,9 @@ from typing import Generic, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from services.common.aggregate import Aggregate, Change, EventTypes
+from services.common.auth import SYSTEM, Principal
 from services.common.envelope import Envelope
-from services.common.errors import ConcurrencyConflict, Conflict
+from services.common.errors import ConcurrencyConflict, Conflict, Forbidden
 from services.common.ports import EventStore
 from services.common.timeutil import utc_now
 
@@ -34,12 +35,22 @@ IDEMPOTENCY_NAMESPACE = UUID("6f1d4a52-3c1e-4f0e-9a57-5a8c2e0b5d11")
 
 @dataclass(frozen=True)
 class CommandContext:
-    """Who asks, and how to recognise a retry of the same request."""
+    """Who asks, and how to recognise a retry of the same request.
 
+    ``principal`` bounds what the command may touch: every event it records must fall in
+    the principal's region scope, and a viewer records nothing. Internal callers (demo,
+    replays) act as ``SYSTEM``.
+    """
+
+    principal: Principal = SYSTEM
     actor: str | None = None
     idempotency_key: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+
+    @property
+    def who(self) -> str:
+        return self.actor or self.principal.subject
 
 
 @dataclass
@@ -87,6 +98,8 @@ class Application(Generic[A]):
     async def execute(
         self, stream: str, decide: Callable[[A], None], ctx: CommandContext
     ) -> Outcome[A]:
+        if not ctx.principal.role.writes:
+            raise Forbidden(f"{ctx.principal.subject} is a viewer and may not change anything")
         if ctx.idempotency_key:
             retry = await self._retried(stream, decide, ctx)
             if retry is not None:
@@ -94,8 +107,12 @@ class Application(Generic[A]):
         for attempt in range(1, self.max_attempts + 1):
             aggregate = await self.load(stream)
             loaded_at = aggregate.version
+            if aggregate.exists:
+                ctx.principal.require_write(aggregate.region)
             decide(aggregate)
             changes = aggregate.collect()
+            for change in changes:
+                ctx.principal.require_write(change.region)
             if not changes:
                 return Outcome(aggregate)
             envelopes = self._envelopes(stream, loaded_at, changes, ctx)
@@ -117,6 +134,7 @@ class Application(Generic[A]):
         if first is None:
             return None
         before = await self.load(stream, to_version=first.version - 1)
+        ctx.principal.require_write(first.region)
         decide(before)
         decided = [(c.event.TYPE, c.event.payload()) for c in before.collect()]
         stored = await self.store.read_stream(
@@ -148,7 +166,7 @@ class Application(Generic[A]):
                 region=change.region,
                 occurred_at=change.occurred_at,
                 recorded_at=now,
-                actor=ctx.actor,
+                actor=ctx.who,
                 causation_id=ctx.causation_id,
                 correlation_id=correlation,
                 data=change.event.payload(),

@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     mongodb_uri: str | None = None
     mongodb_database: str = "shuangjian"
 
+    jwt_secret: str | None = Field(
+        None, description="HS256 secret; unset: generated once and kept in the data dir."
+    )
+    jwks_url: str | None = Field(None, description="JWKS of an OIDC provider (RS256/ES256).")
+    jwt_audience: str = "shuangjian"
+    jwt_issuer: str | None = Field("shuangjian", description="Expected iss; empty: not checked.")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest request body.")
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 

@@ -1,35 +1,143 @@
-"""The ASGI application: GraphQL (with GraphiQL) and health endpoints."""
+"""The ASGI application: GraphQL (with GraphiQL) and health endpoints.
+
+Every GraphQL request needs a bearer token (401 ``UNAUTHENTICATED`` otherwise); the
+GraphiQL page itself and ``/healthz`` do not. Bodies over ``max_body_bytes`` get 413.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.fastapi import GraphQLRouter
 
+from services.common.auth import TokenVerifier, Unauthenticated
 from services.gateway.context import Backend, GatewayContext
 from services.gateway.schema import build_schema
+
+WELCOME = """# Shuangjian 双减 — GraphQL
+#
+# Every query needs a token. Open the "Headers" tab below and paste
+#
+#     {"Authorization": "Bearer <token>"}
+#
+# with the token that `make run` printed (a national admin), or make one:
+#
+#     .venv/bin/shuangjian token --region 640400 --role viewer
+#
+# Then run this (Ctrl-Enter):
+{
+  region(code: "640400") {
+    name
+    children { code name }
+    stats { institutions { active subject subjectBaseline subjectCompressionRate } }
+  }
+}
+"""
+
+
+class ShuangjianGraphQL(GraphQLRouter[GatewayContext, None]):
+    """Strawberry's router with a GraphiQL page that says how to authenticate."""
+
+    @property
+    def graphql_ide_html(self) -> str:
+        html = super().graphql_ide_html
+        welcome = WELCOME.replace("\\", "\\\\").replace("`", "\\`").replace("${", "\\${")
+        return re.sub(
+            r"const EXAMPLE_QUERY = `.*?`;",
+            lambda _: f"const EXAMPLE_QUERY = `{welcome}`;",
+            html,
+            count=1,
+            flags=re.S,
+        )
+
+
+class BodyLimit:
+    """Refuses request bodies larger than ``limit`` bytes, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await _too_large(self.limit, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _BodyTooLarge:
+            await _too_large(self.limit, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(limit: int, send: Send) -> None:
+    response = JSONResponse(
+        {
+            "errors": [
+                {"message": f"request body over {limit} bytes", "extensions": {"code": "BAD_INPUT"}}
+            ]
+        },
+        status_code=413,
+    )
+    await response({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
 
 
 def create_app(
     backend: Backend,
+    verifier: TokenVerifier,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
-) -> FastAPI:
-    async def context() -> GatewayContext:
-        return GatewayContext(backend)
+    *,
+    max_body_bytes: int = 256 * 1024,
+) -> Any:
+    async def context(request: Request) -> GatewayContext:
+        # The GraphiQL page executes nothing, so it is served without a token.
+        ide_page = request.method == "GET" and "query" not in request.query_params
+        principal = None if ide_page else verifier.verify(request.headers.get("authorization"))
+        return GatewayContext(backend, principal)
 
     app = FastAPI(title="Shuangjian", lifespan=lifespan)
-    app.include_router(
-        GraphQLRouter(build_schema(), context_getter=context, graphql_ide="graphiql"),
-        prefix="/graphql",
-    )
+    router = ShuangjianGraphQL(build_schema(), context_getter=context, graphql_ide="graphiql")
+    app.include_router(router, prefix="/graphql")
+
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
+        return JSONResponse(
+            {"errors": [{"message": exc.message, "extensions": {"code": exc.code}}]},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="shuangjian"'},
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return app
+    return BodyLimit(app, max_body_bytes)
 
 
 @asynccontextmanager

@@ -10,7 +10,9 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from services.common.application import CommandContext, Outcome
+from services.common.auth import Principal, Unauthenticated
 from services.common.envelope import Envelope
+from services.common.errors import Forbidden
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
 from services.common.timeutil import local_date, utc_now
@@ -42,11 +44,18 @@ class Backend(Protocol):
 
 
 class GatewayContext(BaseContext):
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, principal: Principal | None) -> None:
         super().__init__()
         self.backend = backend
+        self._principal = principal
         self.institutions = DataLoader(self._load(INSTITUTIONS.name))
         self.region_stats = DataLoader(self._load(REGION_STATS.name))
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            raise Unauthenticated("an Authorization: Bearer <token> header is required")
+        return self._principal
 
     def _load(self, collection: str) -> Any:
         async def load(keys: list[str]) -> list[dict[str, Any] | None]:
@@ -55,12 +64,24 @@ class GatewayContext(BaseContext):
 
         return load
 
+    def readable(self, region: str, field: str) -> str:
+        """The subtree prefix of ``region``, if the caller may read all of it."""
+        regions = self.backend.regions
+        code = regions.canonical(region, field)
+        try:
+            self.principal.require_read(code)
+        except Forbidden as exc:
+            exc.field = field
+            raise
+        return regions.subtree_prefix(code)
+
     def today(self) -> date:
         return local_date(utc_now())
 
     def command(self) -> CommandContext:
         headers = self.request.headers if self.request is not None else {}
         return CommandContext(
+            principal=self.principal,
             idempotency_key=headers.get("idempotency-key"),
             correlation_id=headers.get("x-correlation-id"),
         )

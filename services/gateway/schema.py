@@ -9,7 +9,13 @@ from datetime import date, datetime
 from typing import Annotated, Any, TypeAlias
 
 import strawberry
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import Info
 
@@ -65,6 +71,9 @@ WarningColor: TypeAlias = WarningColorEnum
 
 
 MAX_PAGE = 100
+MAX_DEPTH = 10
+MAX_TOKENS = 2_000
+MAX_ALIASES = 20
 _REGION_CODE = re.compile(r"^\d{2}(\d{2}(\d{2})?)?$")
 
 
@@ -157,6 +166,7 @@ class RegionStats:
 
     @strawberry.field
     async def institutions(self, info: Info[GatewayContext, None]) -> InstitutionStats:
+        ctx(info).principal.require_read(self.code)
         doc = await ctx(info).region_stats.load(self.code)
         return InstitutionStats.from_counters(stats_fields(doc, "institutions_"))
 
@@ -198,6 +208,7 @@ class Region:
         from_: Annotated[Date, strawberry.argument(name="from")],
         to: Date,
     ) -> list[MonthlyStats]:
+        ctx(info).principal.require_read(self.code)
         months = month_range(from_, to)
         keys = [f"{self.code}:{month.isoformat()[:7]}" for month in months]
         found = await ctx(info).backend.read_store.get_many(REGION_MONTHS.name, keys)
@@ -402,21 +413,18 @@ class InstitutionFilter:
     )
 
 
-def region_prefix(info: Info[GatewayContext, None], code: str, field: str) -> str:
-    regions = ctx(info).backend.regions
-    return regions.subtree_prefix(regions.canonical(code, field))
-
-
 async def list_institutions(
     info: Info[GatewayContext, None],
     flt: InstitutionFilter | None,
     first: int | None,
     after: str | None,
 ) -> InstitutionConnection:
-    filters: list[Filter | AnyOf] = []
+    # Only what the caller's region scope covers: its whole subtree, or a part of it.
+    scope = ctx(info).principal.scope
+    filters: list[Filter | AnyOf] = [Prefix("region", scope)] if scope else []
     if flt is not None:
         if flt.region is not None:
-            filters.append(Prefix("region", region_prefix(info, flt.region, "filter.region")))
+            filters.append(Prefix("region", ctx(info).readable(flt.region, "filter.region")))
         for name in ("category", "status", "mode", "list_mark"):
             if (value := getattr(flt, name)) is not None:
                 filters.append(Eq(name, value.value))
@@ -442,7 +450,9 @@ async def list_institutions(
 
 async def institution_by_id(info: Info[GatewayContext, None], id: str) -> Institution | None:
     doc = await ctx(info).institutions.load(id)
-    return Institution.from_doc(doc) if doc else None
+    if doc is None or not ctx(info).principal.covers(doc["region"]):
+        return None  # outside the caller's scope is as good as absent: nothing leaks
+    return Institution.from_doc(doc)
 
 
 # --- queries --------------------------------------------------------------------------
@@ -470,7 +480,12 @@ class Query:
         regions = ctx(info).backend.regions
         if parent is not None:
             regions.canonical(parent, "parent")
-        return [Region.of(r) for r in regions.by_level(level, parent)]
+        principal = ctx(info).principal
+        return [
+            Region.of(r)
+            for r in regions.by_level(level, parent)
+            if principal.sees_into(regions.subtree_prefix(r.code))
+        ]
 
     @strawberry.field
     async def institution(
@@ -672,6 +687,10 @@ def build_schema(extensions: Sequence[Any] = ()) -> strawberry.Schema:
         # Parsing and validating the same query text again costs ~2 ms a request (bench/).
         extensions=[
             ErrorCodes,
+            # Hostile queries: nesting, size and alias fan-out are bounded before execution.
+            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             lambda: ParserCache(maxsize=512),  # the LRU cache itself is shared per process
             lambda: ValidationCache(maxsize=512),
             *extensions,

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from services.common.auth import Role, issue_token, load_or_create_secret
+
 SHUANGJIAN = Path(sys.executable).parent / "shuangjian"
 READY_WITHIN = 60.0
 STOP_WITHIN = 15.0
@@ -101,6 +103,10 @@ class Suite:
                 stderr=subprocess.STDOUT,
             )
         wait_until(self._healthy, READY_WITHIN, f"GET /healthz on {self.base_url}")
+        # The same secret file the process uses: a national admin, as `make run` prints.
+        secret = load_or_create_secret(self.data_dir)
+        token = issue_token(secret, "e2e-admin", role=Role.ADMIN)
+        self.client.headers["Authorization"] = f"Bearer {token}"
 
     def _healthy(self) -> bool | None:
         assert self.process is not None
