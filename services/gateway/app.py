@@ -44,6 +44,14 @@ WELCOME = """# Shuangjian 双减 — GraphQL
 class ShuangjianGraphQL(GraphQLRouter[GatewayContext, None]):
     """Strawberry's router with a GraphiQL page that says how to authenticate."""
 
+    async def process_result(self, request: Request, result: Any) -> Any:
+        """Syntax errors (and the token limit) stop before any extension runs: code them."""
+        response = await super().process_result(request, result)
+        errors: list[dict[str, Any]] = response.get("errors") or []  # type: ignore[assignment]
+        for error in errors:
+            error.setdefault("extensions", {}).setdefault("code", "BAD_INPUT")
+        return response
+
     @property
     def graphql_ide_html(self) -> str:
         html = super().graphql_ide_html
@@ -72,24 +80,30 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await _too_large(self.limit, send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        # Read the whole body first (at most ``limit`` bytes), then hand it to the app.
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _BodyTooLarge
-            return message
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _too_large(self.limit, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(self.limit, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(limit: int, send: Send) -> None:
