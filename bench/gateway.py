@@ -4,9 +4,7 @@ The demo data is loaded through the registry's commands and projected, then two 
 are posted sequentially: a region roll-up and a page of institutions. Baseline: the
 read-store calls each resolver fundamentally needs, made directly. A middle row runs the
 same GraphQL document through ``schema.execute`` without HTTP, to split the overhead
-between the GraphQL layer and the HTTP/ASGI stack. A what-if row runs it once more through
-a schema built with strawberry's ``ParserCache`` and ``ValidationCache`` extensions (via
-``build_schema(extensions=...)``), which the shipped ``create_app`` does not use.
+between the GraphQL layer and the HTTP/ASGI stack (which includes token verification).
 """
 
 from __future__ import annotations
@@ -20,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from strawberry.extensions import ParserCache, ValidationCache
 
 from bench._common import Latency, Stopwatch, console, latency_table, print_machine, quiet_logs
-from services.bootstrap import Platform, build_platform
+from services.bootstrap import Platform, build_platform, embedded_app
+from services.common.auth import SYSTEM, Role, TokenVerifier, issue_token
 from services.common.config import Settings
 from services.common.ports import Prefix, Query
 from services.demo import load_demo
-from services.gateway.app import create_app
 from services.gateway.context import GatewayContext
 from services.gateway.schema import build_schema
 from services.registry.projections import INSTITUTIONS, REGION_STATS
@@ -45,8 +42,6 @@ INSTITUTIONS_QUERY = (
     '{ institutions(filter:{region:"640000"}, first:20){ '
     "totalCount edges{ node{ id name region{ name } } } } }"
 )
-
-WHAT_IF = "what-if: schema.execute + Parser/ValidationCache (no HTTP)"
 
 Call = Callable[[], Awaitable[Any]]
 
@@ -93,18 +88,21 @@ def checked(body: dict[str, Any]) -> dict[str, Any]:
 async def run(platform: Platform) -> tuple[list[Latency], list[Latency]]:
     store = platform.read_store
     schema = build_schema()
-    cached_schema = build_schema([ParserCache(maxsize=128), ValidationCache(maxsize=128)])
-    transport = httpx.ASGITransport(app=create_app(platform))
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+    secret = "bench-secret-bench-secret-bench-secret"
+    app = embedded_app(platform, TokenVerifier(platform.regions, secret=secret))
+    token = issue_token(secret, "bench", role=Role.VIEWER)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://bench", headers={"Authorization": f"Bearer {token}"}
+    ) as client:
 
         async def post(query: str) -> dict[str, Any]:
             response = await client.post("/graphql", json={"query": query})
             response.raise_for_status()
             return checked(response.json())
 
-        async def execute(query: str, cached: bool = False) -> dict[str, Any]:
-            runner = cached_schema if cached else schema
-            result = await runner.execute(query, context_value=GatewayContext(platform))
+        async def execute(query: str) -> dict[str, Any]:
+            result = await schema.execute(query, context_value=GatewayContext(platform, SYSTEM))
             if result.errors:
                 raise RuntimeError(f"GraphQL errors: {result.errors}")
             assert result.data is not None
@@ -115,8 +113,6 @@ async def run(platform: Platform) -> tuple[list[Latency], list[Latency]]:
         assert stats is not None, "demo data was not projected"
         via_http = (await post(REGION_QUERY))["region"]["stats"]["institutions"]
         assert via_http == (await execute(REGION_QUERY))["region"]["stats"]["institutions"]
-        assert await execute(REGION_QUERY, cached=True) == await execute(REGION_QUERY)
-        assert await execute(INSTITUTIONS_QUERY, cached=True) == await execute(INSTITUTIONS_QUERY)
         assert via_http["active"] == stats["institutions_active"], (via_http, stats)
         listing = Query(INSTITUTIONS.name, (Prefix("region", "64"),), first=20)
         page = await store.find(listing)
@@ -139,7 +135,6 @@ async def run(platform: Platform) -> tuple[list[Latency], list[Latency]]:
                     lambda: post(REGION_QUERY),
                     region_base,
                 ),
-                Case(WHAT_IF, lambda: execute(REGION_QUERY, cached=True), region_base),
             ]
         )
         list_base = "read_store.find(institutions, region prefix '64', first=20)"
@@ -156,7 +151,6 @@ async def run(platform: Platform) -> tuple[list[Latency], list[Latency]]:
                     lambda: post(INSTITUTIONS_QUERY),
                     list_base,
                 ),
-                Case(WHAT_IF, lambda: execute(INSTITUTIONS_QUERY, cached=True), list_base),
             ]
         )
     return region_rows, list_rows

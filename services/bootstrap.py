@@ -6,11 +6,14 @@ entry points reuse the same builders for the parts they run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from services.common.auth import TokenVerifier, load_or_create_secret
 from services.common.config import Settings
@@ -21,6 +24,8 @@ from services.common.projection import Projection, ProjectionRunner
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
+from services.gateway.app import BodyLimit, create_app
+from services.registry.api import create_registry_api
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
 from services.registry.projections import InstitutionEventsProjection, InstitutionsProjection
@@ -149,3 +154,14 @@ def build_platform(settings: Settings) -> Platform:
         registry=registry,
         relays=list(relays.values()),
     )
+
+
+def embedded_app(
+    platform: Platform,
+    verifier: TokenVerifier,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> ASGIApp:
+    """GraphQL at /graphql and the registry's command API at /api/registry, one process."""
+    app = create_app(platform, verifier, lifespan)
+    app.mount("/api/registry", create_registry_api(platform.registry, verifier))
+    return BodyLimit(app, platform.settings.max_body_bytes)

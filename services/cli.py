@@ -17,14 +17,13 @@ import uvicorn
 from fastapi import FastAPI
 from rich.console import Console
 
-from services.bootstrap import Platform, build_platform, build_verifier
+from services.bootstrap import Platform, build_platform, build_verifier, embedded_app
 from services.common.auth import Role, issue_token, load_or_create_secret
 from services.common.config import Settings
 from services.common.errors import ShuangjianError
 from services.common.logging import configure_logging
 from services.common.regions import RegionTree
 from services.demo import load_demo
-from services.gateway.app import create_app
 
 app = typer.Typer(
     help="Shuangjian (双减): the supervision platform for off-campus training.",
@@ -90,7 +89,7 @@ def up(
         finally:
             await platform.stop()
 
-    app = create_app(platform, verifier, lifespan, max_body_bytes=settings.max_body_bytes)
+    app = embedded_app(platform, verifier, lifespan)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
     asyncio.run(QuietServer(config).serve())
 

@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.bootstrap import Platform, build_platform
+from services.bootstrap import Platform, build_platform, embedded_app
 from services.common.auth import Role, TokenVerifier, issue_token
 from services.common.config import Settings
-from services.gateway.app import create_app
 
 
 @pytest.fixture
@@ -58,7 +57,7 @@ def bearer(role: Role = Role.ADMIN, region: str | None = None, subject: str = "t
 
 @pytest.fixture
 def app(platform: Platform) -> Any:
-    return create_app(platform, TokenVerifier(platform.regions, secret=SECRET))
+    return embedded_app(platform, TokenVerifier(platform.regions, secret=SECRET))
 
 
 @pytest.fixture

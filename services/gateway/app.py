@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.fastapi import GraphQLRouter
 
@@ -126,9 +127,7 @@ def create_app(
     backend: Backend,
     verifier: TokenVerifier,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
-    *,
-    max_body_bytes: int = 256 * 1024,
-) -> Any:
+) -> FastAPI:
     async def context(request: Request) -> GatewayContext:
         # The GraphiQL page executes nothing, so it is served without a token.
         ide_page = request.method == "GET" and "query" not in request.query_params
@@ -147,11 +146,19 @@ def create_app(
             headers={"WWW-Authenticate": 'Bearer realm="shuangjian"'},
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "NOT_FOUND" if exc.status_code == 404 else "BAD_INPUT"
+        return JSONResponse(
+            {"errors": [{"message": str(exc.detail), "extensions": {"code": code}}]},
+            status_code=exc.status_code,
+        )
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    return BodyLimit(app, max_body_bytes)
+    return app
 
 
 @asynccontextmanager

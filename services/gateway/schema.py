@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeAlias
 
 import strawberry
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -675,6 +676,19 @@ async def registry_command(
     return await institution_after(info, outcome)
 
 
+# Built once: the validation cache is keyed by the rule classes, and strawberry's limiters
+# make new classes per instance, which would make every request miss the cache.
+_LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
+
+
+class QueryLimits(AddValidationRules):
+    def __init__(self) -> None:
+        super().__init__(_LIMIT_RULES)
+
+
 class Schema(strawberry.Schema):
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         """Bad input is the caller's business; ``ErrorCodes`` logs internal errors."""
@@ -688,9 +702,8 @@ def build_schema(extensions: Sequence[Any] = ()) -> strawberry.Schema:
         extensions=[
             ErrorCodes,
             # Hostile queries: nesting, size and alias fan-out are bounded before execution.
-            lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
+            QueryLimits,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-            lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
             lambda: ParserCache(maxsize=512),  # the LRU cache itself is shared per process
             lambda: ValidationCache(maxsize=512),
             *extensions,

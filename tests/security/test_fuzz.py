@@ -1,8 +1,9 @@
-"""Fuzzing the public GraphQL schema of a running suite: no 5xx, no partial write.
+"""Fuzzing a running suite's GraphQL schema and the registry's OpenAPI: no 5xx, no partial write.
 
-schemathesis generates queries and mutations for every field of the schema (valid and
-invalid arguments alike) with a fixed seed, and posts them with a national admin token
-to a real ``shuangjian up`` process. Afterwards the read models must still equal a
+schemathesis generates queries and mutations for every field of the GraphQL schema and
+requests for every endpoint of the registry service (valid and invalid input alike) with
+a fixed seed, and sends them with a national admin token to a real ``shuangjian up``
+process. Afterwards the read models must still equal a
 recount of the institution documents, every stored event must have been applied, and
 nothing may be parked.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import schemathesis
@@ -23,6 +24,7 @@ from schemathesis.graphql import nodes
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
 from services.gateway.schema import build_schema
+from services.registry.api import create_registry_api
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.projections import INSTITUTIONS, InstitutionsProjection
 from tests.e2e.conftest import Suite
@@ -78,6 +80,31 @@ def test_no_input_makes_the_server_fail(case: Any, running: Suite) -> None:
     for error in body.get("errors") or []:
         code = (error.get("extensions") or {}).get("code")
         assert code in ALLOWED_CODES, error
+
+
+# The registry service's OpenAPI document: every command endpoint, bodies valid and not.
+REGISTRY_API = schemathesis.openapi.from_dict(
+    create_registry_api(cast(Any, None), cast(Any, None)).openapi()
+)
+
+
+@given(case=REGISTRY_API.as_strategy())
+@settings(
+    max_examples=1_000,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_no_request_makes_the_registry_service_fail(case: Any, running: Suite) -> None:
+    response = case.call(
+        base_url=f"{running.base_url}/api/registry", headers=dict(running.client.headers)
+    )
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:
+        body = response.json()
+        # The service's own envelope, or the gateway's for a path that left the service.
+        error = body.get("error") or (body.get("errors") or [{}])[0].get("extensions") or {}
+        assert error.get("code") in ALLOWED_CODES, (response.status_code, response.text)
 
 
 LIFECYCLE = {
