@@ -61,7 +61,7 @@ def build_read_store(settings: Settings) -> ReadStore:
 
 def build_verifier(settings: Settings, regions: RegionTree) -> TokenVerifier:
     """HS256 with the configured secret (or the data dir's), plus a JWKS URL if given."""
-    secret = settings.jwt_secret
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
     if secret is None and settings.jwks_url is None:
         secret = load_or_create_secret(settings.data_dir)
     return TokenVerifier(

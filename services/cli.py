@@ -132,7 +132,8 @@ def token(
     except (ShuangjianError, ValueError) as exc:
         console.print(f"[red]{getattr(exc, 'message', exc)}[/]")
         raise typer.Exit(2) from None
-    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    configured = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    secret = configured or load_or_create_secret(settings.data_dir)
     who = subject or f"{role.value}@{scope or 'national'}"
     print(issue_token(secret, who, role=role, region=scope, ttl=lifetime))
 

@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.registry.domain.rules import RegistryPolicy
@@ -30,10 +30,11 @@ class Settings(BaseSettings):
         None, description="Read-model adapter; default mongodb when a MongoDB URI is set."
     )
     bus: Literal["memory"] = Field("memory", description="Transport between store and projections.")
-    mongodb_uri: str | None = None
+    mongodb_uri: str | None = Field(None, repr=False)  # may hold a password
     mongodb_database: str = "shuangjian"
 
-    jwt_secret: str | None = Field(
+    # SecretStr: printing or logging the settings shows ********** instead.
+    jwt_secret: SecretStr | None = Field(
         None, description="HS256 secret; unset: generated once and kept in the data dir."
     )
     jwks_url: str | None = Field(None, description="JWKS of an OIDC provider (RS256/ES256).")

@@ -41,6 +41,10 @@ def assert_clean_exit(suite: Suite) -> None:
     output = suite.output
     assert code == 0, f"exit code {code} after SIGINT:\n{output}"
     assert "Traceback" not in output, output
+    # The bearer token of every request made here never reaches the log.
+    token = suite.client.headers["Authorization"].removeprefix("Bearer ")
+    assert token not in output
+    assert "Authorization" in output  # the header `make run` prints for the user, only
 
 
 def test_up_demo_register_ctrl_c_and_restart_on_the_same_data_dir(suite: Suite) -> None:

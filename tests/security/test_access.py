@@ -198,3 +198,49 @@ def test_rs256_tokens_verify_against_the_jwks(jwks: tuple[str, Any]) -> None:
     # With only a JWKS configured, a self-made HS256 token is refused.
     with pytest.raises(Unauthenticated):
         verifier.verify(f"Bearer {issue_token(SECRET, 'x', role=Role.ADMIN)}")
+
+
+def test_secrets_do_not_show_in_settings() -> None:
+    from services.common.config import Settings
+
+    settings = Settings(
+        jwt_secret="s3cr3t-value-s3cr3t-value-s3cr3t",  # type: ignore[arg-type]
+        mongodb_uri="mongodb://user:pw@db:27017",
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    shown = f"{settings!r} {settings}"
+    assert "s3cr3t" not in shown and "pw@" not in shown
+
+
+def test_token_commands_print_usable_tokens(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "shuangjian"
+    made = subprocess.run(
+        [
+            str(cli),
+            "token",
+            "--region",
+            "640400",
+            "--role",
+            "operator",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    from services.common.auth import load_or_create_secret
+
+    verifier = TokenVerifier(RegionTree.load(), secret=load_or_create_secret(tmp_path))
+    principal = verifier.verify(f"Bearer {made.stdout.strip()}")
+    assert (principal.role, principal.scope) == (Role.OPERATOR, "6404")
+    bad = subprocess.run(
+        [str(cli), "token", "--region", "999999", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "999999" in bad.stdout
