@@ -6,7 +6,7 @@ entry points reuse the same builders for the parts they run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,6 +123,14 @@ class Platform:
             last = max(e.position or 0 for e in events if e.service == service)
             done = await self.runner.wait_for(service, last, timeout) and done
         return done
+
+    async def live_events(self) -> AsyncIterator[Envelope]:
+        queue = self.bus.subscribe()
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.bus.unsubscribe(queue)
 
     async def settle(self) -> None:
         """Publish every outbox and apply everything stored (tests, demo loading)."""

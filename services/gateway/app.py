@@ -14,7 +14,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 
 from services.common.auth import TokenVerifier, Unauthenticated
@@ -44,6 +46,19 @@ WELCOME = """# Shuangjian 双减 — GraphQL
 
 class ShuangjianGraphQL(GraphQLRouter[GatewayContext, None]):
     """Strawberry's router with a GraphiQL page that says how to authenticate."""
+
+    verifier: TokenVerifier
+
+    async def on_ws_connect(self, context: GatewayContext) -> Any:
+        """Browsers cannot set WebSocket headers: the token may come in connection_init."""
+        if context.authenticated:
+            return None
+        params = context.connection_params if isinstance(context.connection_params, dict) else {}
+        try:
+            context.authenticate(self.verifier.verify(params.get("Authorization")))
+        except Unauthenticated as exc:
+            raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
+        return None
 
     async def process_result(self, request: Request, result: Any) -> Any:
         """Syntax errors (and the token limit) stop before any extension runs: code them."""
@@ -128,14 +143,19 @@ def create_app(
     verifier: TokenVerifier,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    async def context(request: Request) -> GatewayContext:
+    async def context(connection: HTTPConnection) -> GatewayContext:
+        header = connection.headers.get("authorization")
+        if connection.scope["type"] == "websocket":
+            # Checked at connection_init when the handshake carried no header.
+            return GatewayContext(backend, verifier.verify(header) if header else None)
         # The GraphiQL page executes nothing, so it is served without a token.
-        ide_page = request.method == "GET" and "query" not in request.query_params
-        principal = None if ide_page else verifier.verify(request.headers.get("authorization"))
+        ide_page = connection.scope["method"] == "GET" and "query" not in connection.query_params
+        principal = None if ide_page else verifier.verify(header)
         return GatewayContext(backend, principal)
 
     app = FastAPI(title="Shuangjian", lifespan=lifespan)
     router = ShuangjianGraphQL(build_schema(), context_getter=context, graphql_ide="graphiql")
+    router.verifier = verifier
     app.include_router(router, prefix="/graphql")
 
     @app.exception_handler(Unauthenticated)

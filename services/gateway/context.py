@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import date
 from typing import Any, Protocol
 
@@ -42,6 +42,10 @@ class Backend(Protocol):
 
     async def applied(self, events: Sequence[Envelope], timeout: float = 5.0) -> bool: ...
 
+    def live_events(self) -> AsyncIterator[Envelope]:
+        """Every event published from now on, as long as the caller keeps iterating."""
+        ...
+
 
 class GatewayContext(BaseContext):
     def __init__(self, backend: Backend, principal: Principal | None) -> None:
@@ -50,6 +54,13 @@ class GatewayContext(BaseContext):
         self._principal = principal
         self.institutions = DataLoader(self._load(INSTITUTIONS.name))
         self.region_stats = DataLoader(self._load(REGION_STATS.name))
+
+    @property
+    def authenticated(self) -> bool:
+        return self._principal is not None
+
+    def authenticate(self, principal: Principal) -> None:
+        self._principal = principal
 
     @property
     def principal(self) -> Principal:

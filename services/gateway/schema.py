@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, TypeAlias
 
@@ -689,6 +689,24 @@ class QueryLimits(AddValidationRules):
         super().__init__(_LIMIT_RULES)
 
 
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Live domain events in the subtree of a region, optionally filtered by type."
+    )
+    async def events(
+        self, info: Info[GatewayContext, None], region: str, types: list[str] | None = None
+    ) -> AsyncGenerator[DomainEvent, None]:
+        # The subscriber's scope bounds the stream: asking above it is FORBIDDEN.
+        prefix = ctx(info).readable(region, "region")
+        wanted = set(types or ())
+        if len(wanted) > 50:
+            raise BadInput("at most 50 event types", field="types")
+        async for event in ctx(info).backend.live_events():
+            if event.region.startswith(prefix) and (not wanted or event.type in wanted):
+                yield DomainEvent.from_body(event.to_dict())
+
+
 class Schema(strawberry.Schema):
     def process_errors(self, errors: list[Any], execution_context: Any = None) -> None:
         """Bad input is the caller's business; ``ErrorCodes`` logs internal errors."""
@@ -698,6 +716,7 @@ def build_schema(extensions: Sequence[Any] = ()) -> strawberry.Schema:
     return Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         # Parsing and validating the same query text again costs ~2 ms a request (bench/).
         extensions=[
             ErrorCodes,

@@ -35,7 +35,6 @@ from services.gateway.schema import build_schema
 
 INSPECTIONS = "inspections service"
 FINANCE = "finance service"
-ISSUE_4 = "issue 4 / distributed path"
 
 # Contract coordinates we do not serve yet -> what will deliver them. Remove an entry as
 # soon as it is served; test_pending_entries_are_still_missing insists on it.
@@ -109,8 +108,6 @@ PENDING: dict[str, str] = {
     "OrderFilter": FINANCE,
     "OpenSupervisionAccountInput": FINANCE,
     "RecordPrepaidOrderInput": FINANCE,
-    # live events
-    "Subscription": ISSUE_4,
 }
 
 REPO = Path(__file__).resolve().parents[2]
