@@ -29,7 +29,13 @@ class Settings(BaseSettings):
     read_store: Literal["sqlite", "mongodb"] | None = Field(
         None, description="Read-model adapter; default mongodb when a MongoDB URI is set."
     )
-    bus: Literal["memory"] = Field("memory", description="Transport between store and projections.")
+    bus: Literal["memory", "kafka"] | None = Field(
+        None, description="Transport between stores and projections; kafka when a bootstrap is set."
+    )
+    kafka_bootstrap: str | None = Field(None, description="host:port[,host:port…]")
+    kafka_topic_prefix: str = Field("shuangjian", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    kafka_partitions: int = Field(6, ge=1, le=1000)
+    kafka_replication: int = Field(3, ge=1, le=10)
     mongodb_uri: str | None = Field(None, repr=False)  # may hold a password
     mongodb_database: str = "shuangjian"
 
@@ -69,6 +75,9 @@ class Settings(BaseSettings):
         self.read_store = self.read_store or default
         if "mongodb" in (self.event_store, self.read_store) and not self.mongodb_uri:
             raise ValueError("SHUANGJIAN_MONGODB_URI is required for the mongodb adapters")
+        self.bus = self.bus or ("kafka" if self.kafka_bootstrap else "memory")
+        if self.bus == "kafka" and not self.kafka_bootstrap:
+            raise ValueError("SHUANGJIAN_KAFKA_BOOTSTRAP is required for the kafka bus")
         return self
 
     def registry_policy(self) -> RegistryPolicy:
