@@ -7,7 +7,7 @@ entry points reuse the same builders for the parts they run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,16 +15,18 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from services.common.application import Outcome
 from services.common.auth import TokenVerifier, load_or_create_secret
 from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.memory import InProcessBus
-from services.common.ports import EventStore, ReadStore
-from services.common.projection import Projection, ProjectionRunner
+from services.common.ports import Bus, EventStore, ReadStore
+from services.common.projection import DEAD_LETTERS, Projection, ProjectionRunner
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
 from services.gateway.app import BodyLimit, create_app
+from services.gateway.remote import DistributedBackend, RemoteRegistry
 from services.registry.api import create_registry_api
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
@@ -57,6 +59,22 @@ def build_read_store(settings: Settings) -> ReadStore:
 
         return MongoReadStore(_mongo_database(settings))
     return SQLiteReadStore(settings.data_dir / "read-models.db")
+
+
+def build_bus(settings: Settings) -> Bus:
+    """Kafka when configured; the in-process bus otherwise (embedded, one process)."""
+    if settings.bus == "kafka":
+        from services.common.kafka import KafkaBus
+
+        assert settings.kafka_bootstrap is not None
+        return KafkaBus(
+            settings.kafka_bootstrap,
+            topic_prefix=settings.kafka_topic_prefix,
+            partitions=settings.kafka_partitions,
+            replication=settings.kafka_replication,
+            services=SERVICES,
+        )
+    return InProcessBus()
 
 
 def build_verifier(settings: Settings, regions: RegionTree) -> TokenVerifier:
@@ -124,6 +142,9 @@ class Platform:
             done = await self.runner.wait_for(service, last, timeout) and done
         return done
 
+    async def reflects(self, outcome: Outcome[Any], timeout: float = 5.0) -> bool:
+        return await self.applied(outcome.events, timeout)
+
     async def live_events(self) -> AsyncIterator[Envelope]:
         queue = self.bus.subscribe()
         try:
@@ -173,3 +194,54 @@ def embedded_app(
     app = create_app(platform, verifier, lifespan)
     app.mount("/api/registry", create_registry_api(platform.registry, verifier))
     return BodyLimit(app, platform.settings.max_body_bytes)
+
+
+def registry_service_app(settings: Settings) -> ASGIApp:
+    """`shuangjian serve registry`: the command API, its event store and its outbox relay."""
+    regions = RegionTree.load()
+    store = build_event_store(settings, "registry")
+    bus = build_bus(settings)
+    relay = OutboxRelay(store, bus, name="registry")
+    registry = Registry(store, regions, settings.registry_policy(), on_commit=relay.notify)
+    api = create_registry_api(registry, build_verifier(settings, regions))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await store.start()
+        await bus.start()
+        relay.start()
+        log.info("registry.serving", bus=settings.bus, event_store=settings.event_store)
+        try:
+            yield
+        finally:
+            await relay.stop()
+            await bus.close()
+            await store.close()
+
+    app = FastAPI(title="Shuangjian registry service", lifespan=lifespan)
+    app.mount("/", api)
+    return BodyLimit(app, settings.max_body_bytes)
+
+
+def gateway_app(settings: Settings) -> ASGIApp:
+    """`shuangjian gateway`: GraphQL over the read store, commands to the services over HTTP."""
+    regions = RegionTree.load()
+    read_store = build_read_store(settings)
+    registry = RemoteRegistry(settings.registry_url)
+    backend = DistributedBackend(regions, read_store, registry, settings.registry_policy())
+    collections = [
+        DEAD_LETTERS,
+        *(c for p in build_projections(settings, regions) for c in p.collections),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await read_store.ensure(list({c.name: c for c in collections}.values()))
+        try:
+            yield
+        finally:
+            await registry.close()
+            await read_store.close()
+
+    app = create_app(backend, build_verifier(settings, regions), lifespan)
+    return BodyLimit(app, settings.max_body_bytes)

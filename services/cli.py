@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import signal
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 import typer
@@ -17,7 +18,14 @@ import uvicorn
 from fastapi import FastAPI
 from rich.console import Console
 
-from services.bootstrap import Platform, build_platform, build_verifier, embedded_app
+from services.bootstrap import (
+    Platform,
+    build_platform,
+    build_verifier,
+    embedded_app,
+    gateway_app,
+    registry_service_app,
+)
 from services.common.auth import Role, issue_token, load_or_create_secret
 from services.common.config import Settings
 from services.common.errors import ShuangjianError
@@ -89,9 +97,7 @@ def up(
         finally:
             await platform.stop()
 
-    app = embedded_app(platform, verifier, lifespan)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
-    asyncio.run(QuietServer(config).serve())
+    serve_app(embedded_app(platform, verifier, lifespan), settings.host, settings.port)
 
 
 class QuietServer(uvicorn.Server):
@@ -107,6 +113,51 @@ class QuietServer(uvicorn.Server):
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+class ServiceName(enum.StrEnum):
+    registry = "registry"
+
+
+@app.command()
+def serve(
+    service: Annotated[ServiceName, typer.Argument(help="Which service to run.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the command API.")] = 8001,
+) -> None:
+    """Run one service: its command API (OpenAPI at /openapi.json), store and outbox relay.
+
+    Configure the adapters with SHUANGJIAN_* variables (e.g. SHUANGJIAN_KAFKA_BOOTSTRAP).
+    """
+    settings = Settings.model_validate({})
+    configure_logging(settings.log_level, settings.log_format)
+    serve_app(registry_service_app(settings), host, port)
+
+
+@app.command()
+def gateway(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of the GraphQL endpoint.")] = 8000,
+) -> None:
+    """Run the GraphQL gateway alone: queries from the read store, commands to the services."""
+    settings = Settings.model_validate({})
+    configure_logging(settings.log_level, settings.log_format)
+    serve_app(gateway_app(settings), host, port)
+
+
+@app.command()
+def project() -> None:
+    """Run the projection worker (faust-streaming): Kafka topics into the read models."""
+    from services.projector import run_projector
+
+    settings = Settings.model_validate({})
+    configure_logging(settings.log_level, settings.log_format)
+    run_projector(settings)
+
+
+def serve_app(asgi: Any, host: str, port: int) -> None:
+    config = uvicorn.Config(asgi, host=host, port=port, log_level="warning")
+    asyncio.run(QuietServer(config).serve())
 
 
 @app.command()

@@ -43,6 +43,8 @@ class CommandContext:
     """
 
     principal: Principal = SYSTEM
+    # The caller's own bearer header, forwarded when a command goes to another service.
+    authorization: str | None = field(default=None, repr=False)
     actor: str | None = None
     idempotency_key: str | None = None
     correlation_id: str | None = None

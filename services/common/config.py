@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = Field("shuangjian", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     kafka_partitions: int = Field(6, ge=1, le=1000)
     kafka_replication: int = Field(3, ge=1, le=10)
+    registry_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="Where the distributed gateway sends registry commands.",
+    )
     mongodb_uri: str | None = Field(None, repr=False)  # may hold a password
     mongodb_database: str = "shuangjian"
 

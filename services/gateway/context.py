@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any, Protocol
 
@@ -40,7 +40,9 @@ class Backend(Protocol):
     @property
     def policy(self) -> RegistryPolicy: ...
 
-    async def applied(self, events: Sequence[Envelope], timeout: float = 5.0) -> bool: ...
+    async def reflects(self, outcome: Outcome[Any], timeout: float = 5.0) -> bool:
+        """Wait until the read models show what ``outcome`` did (read-your-writes)."""
+        ...
 
     def live_events(self) -> AsyncIterator[Envelope]:
         """Every event published from now on, as long as the caller keeps iterating."""
@@ -93,6 +95,7 @@ class GatewayContext(BaseContext):
         headers = self.request.headers if self.request is not None else {}
         return CommandContext(
             principal=self.principal,
+            authorization=headers.get("authorization"),
             idempotency_key=headers.get("idempotency-key"),
             correlation_id=headers.get("x-correlation-id"),
         )

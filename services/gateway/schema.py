@@ -529,7 +529,7 @@ class RegisterInstitutionInput:
 async def institution_after(info: Info[GatewayContext, None], outcome: Outcome[Any]) -> Institution:
     """Read-your-writes: answer from the read model once it reflects the command."""
     context = ctx(info)
-    if not await context.backend.applied(outcome.events):
+    if not await context.backend.reflects(outcome):
         raise Unavailable(
             "the command was accepted, but the read model has not caught up yet; "
             "query the institution again shortly"
