@@ -41,7 +41,17 @@ SERVICES = ("registry",)
 def _mongo_database(settings: Settings) -> Any:
     from pymongo import AsyncMongoClient
 
-    client: AsyncMongoClient[Any] = AsyncMongoClient(settings.mongodb_uri, tz_aware=True)
+    # Majority write and read concerns: an acknowledged append survives a primary failover,
+    # and reads never see what a failover could roll back. Retryable writes and reads ride
+    # out a primary election.
+    client: AsyncMongoClient[Any] = AsyncMongoClient(
+        settings.mongodb_uri,
+        tz_aware=True,
+        w="majority",
+        readConcernLevel="majority",
+        retryWrites=True,
+        retryReads=True,
+    )
     return client[settings.mongodb_database]
 
 

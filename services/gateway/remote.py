@@ -67,8 +67,16 @@ class RemoteAggregate:
 class RemoteRegistry:
     """The registry's command API, as the gateway sees it."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
-        self.client = httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout)
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
+        )
 
     async def handle(self, cmd: RegistryCommand, ctx: CommandContext) -> Outcome[Any]:
         body = {k: _json(v) for k, v in asdict(cmd).items()}
