@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from copy import deepcopy
 from typing import Any, ClassVar
 
@@ -142,15 +142,24 @@ class Projection(abc.ABC):
 
 
 async def project(
-    projection: Projection, store: ReadStore, source: str, events: Sequence[Envelope], start: int
+    projection: Projection,
+    store: ReadStore,
+    source: str,
+    events: Sequence[Envelope],
+    start: int,
+    *,
+    on_parked: Callable[[Envelope, str], None] | None = None,
 ) -> int:
     """Apply events after position ``start`` and commit them with the last position.
 
     ``events`` carry their source positions (``Envelope.position``); returns the new
     position. An event that cannot be applied is parked with its reason, and the rest go on.
+    ``on_parked`` hears of each parked event and its reason (the Kafka workers forward them
+    to the dead-letter topic once the commit holding the parked record has succeeded).
     """
     unit = ProjectionUnit(store, projection.name, source)
     unit.position = start
+    parked: list[tuple[Envelope, str]] = []
     await unit.prefetch(projection.prefetch([e for e in events if (e.position or 0) > start]))
     for event in events:
         position = event.position or 0
@@ -165,13 +174,19 @@ async def project(
         except MalformedEvent as exc:
             log.warning("projection.parked", projection=projection.name, event_id=str(event.id))
             unit.park(event, exc.message)
+            parked.append((event, exc.message))
         except Exception as exc:  # a bug must not stop every later event: park it, loudly
             log.exception("projection.failed", projection=projection.name, event_id=str(event.id))
-            unit.park(event, f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            unit.park(event, reason)
+            parked.append((event, reason))
         else:
             unit.end()
     if unit.position > start:
         await store.commit(unit.batch())
+    if on_parked is not None:
+        for event, reason in parked:
+            on_parked(event, reason)
     return unit.position
 
 

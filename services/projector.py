@@ -1,0 +1,363 @@
+"""Projection workers on faust-streaming: the embedded projections, fed from Kafka.
+
+One agent per service topic (``<prefix>.<service>.events``) takes the messages in
+batches, groups them by partition and runs ``project()`` for every projection of that
+service, the same code the embedded ``ProjectionRunner`` runs over the event stores. The
+source of a run is ``<topic>:<partition>`` and an event's position is its offset + 1; the
+read store records that position in the same commit as the update, so a redelivered
+message changes nothing (guarantee 5).
+
+Messages that are not envelopes, and events a projection parks, go to the dead-letter
+topic (``<prefix>.dead-letters``) with their reason, and the partition goes on
+(guarantee 7). Consumer lag per partition is the ``shuangjian_projector_lag`` gauge,
+served at ``/metrics`` when the worker's web server is on.
+
+Run one with ``python -m services.projector`` (configuration from ``SHUANGJIAN_*``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import structlog
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+from services.bootstrap import SERVICES, build_projections, build_read_store
+from services.common.config import Settings
+from services.common.envelope import Envelope
+from services.common.errors import MalformedEvent
+from services.common.kafka import dead_letter_topic, events_topic
+from services.common.ports import Batch, ReadStore
+from services.common.projection import DEAD_LETTERS, Projection, project
+from services.common.regions import RegionTree
+
+log = structlog.get_logger(__name__)
+
+LAG = Gauge(
+    "shuangjian_projector_lag",
+    "Messages in a partition that the projector has not applied yet (highwater - next offset).",
+    ["topic", "partition"],
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One Kafka message as the projector sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+    @property
+    def position(self) -> int:
+        return self.offset + 1
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that could not be applied, with why and where it came from."""
+
+    record: Record
+    reason: str
+    projection: str | None = None  # None: not an envelope at all
+
+    def to_json(self) -> bytes:
+        body: dict[str, Any] = {
+            "reason": self.reason,
+            "projection": self.projection,
+            "topic": self.record.topic,
+            "partition": self.record.partition,
+            "offset": self.record.offset,
+        }
+        raw = self.record.value or b""
+        try:
+            body["value"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body["value_base64"] = base64.b64encode(raw).decode("ascii")
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        headers = [
+            ("reason", self.reason.encode()[:1000]),
+            ("source-topic", self.record.topic.encode()),
+            ("source-partition", str(self.record.partition).encode()),
+            ("source-offset", str(self.record.offset).encode()),
+        ]
+        if self.projection:
+            headers.append(("projection", self.projection.encode()))
+        return headers
+
+
+DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
+
+
+class Projector:
+    """Applies batches of Kafka records to the projections. Knows nothing of faust.
+
+    Positions per (projection, source) are read from the read store once and then kept
+    here; ``forget()`` drops them (a rebalance may have moved a partition elsewhere and
+    back). A lock keeps one batch at a time per worker, so two agents never interleave
+    read-modify-writes of the same documents.
+    """
+
+    def __init__(
+        self,
+        read_store: ReadStore,
+        projections: Sequence[Projection],
+        dead_letters: DeadLetterSink,
+    ) -> None:
+        self.read_store = read_store
+        self.projections = list(projections)
+        self.dead_letters = dead_letters
+        self._positions: dict[tuple[str, str], int] = {}
+        self._prepared = False
+        self._lock = asyncio.Lock()
+
+    def for_service(self, service: str) -> list[Projection]:
+        return [p for p in self.projections if service in p.sources]
+
+    async def prepare(self) -> None:
+        if self._prepared:
+            return
+        specs = [DEAD_LETTERS, *(s for p in self.projections for s in p.collections)]
+        await self.read_store.ensure(list({s.name: s for s in specs}.values()))
+        self._prepared = True
+
+    def forget(self) -> None:
+        self._positions.clear()
+
+    async def position(self, projection: str, source: str) -> int:
+        key = (projection, source)
+        if key not in self._positions:
+            self._positions[key] = await self.read_store.position(projection, source)
+        return self._positions[key]
+
+    async def apply(self, service: str, records: Sequence[Record]) -> None:
+        """Apply a batch from one service's topic, partition by partition, in offset order."""
+        by_source: dict[str, list[Record]] = {}
+        for record in records:
+            by_source.setdefault(record.source, []).append(record)
+        async with self._lock:
+            await self.prepare()
+            for source, run in by_source.items():
+                run.sort(key=lambda r: r.offset)
+                try:
+                    await self._apply_partition(service, source, run)
+                except BaseException:
+                    # A commit may have landed before the failure: read positions again.
+                    for projection in self.for_service(service):
+                        self._positions.pop((projection.name, source), None)
+                    raise
+
+    async def _apply_partition(self, service: str, source: str, run: Sequence[Record]) -> None:
+        projections = self.for_service(service)
+        starts = {p.name: await self.position(p.name, source) for p in projections}
+        floor = min(starts.values(), default=0)
+        events: list[Envelope] = []
+        records: dict[int, Record] = {}
+        for record in run:
+            try:
+                if record.value is None:
+                    raise MalformedEvent("an event needs a value (tombstone found)")
+                event = Envelope.from_json(record.value).with_position(record.position)
+            except MalformedEvent as exc:
+                if record.position > floor:  # not already dead-lettered before a redelivery
+                    log.warning("projector.malformed", source=source, offset=record.offset)
+                    await self.dead_letters(DeadLetter(record, exc.message))
+                continue
+            events.append(event)
+            records[record.position] = record
+        last = run[-1].position
+        for projection in projections:
+            start = starts[projection.name]
+            parked: list[tuple[Envelope, str]] = []
+            new = await project(
+                projection, self.read_store, source, events, start, on_parked=_collect(parked)
+            )
+            if last > new:
+                # The run ended with messages that are not events: record that they are
+                # done, or a partition whose last message is malformed would never move.
+                await self.read_store.commit(Batch(projection.name, source, last))
+                new = last
+            self._positions[(projection.name, source)] = new
+            for event, reason in parked:
+                record = records[event.position or 0]
+                await self.dead_letters(DeadLetter(record, reason, projection.name))
+
+
+def _collect(into: list[tuple[Envelope, str]]) -> Callable[[Envelope, str], None]:
+    def parked(event: Envelope, reason: str) -> None:
+        into.append((event, reason))
+
+    return parked
+
+
+def _record(event: faust.types.EventT[Any]) -> Record:
+    message = event.message
+    return Record(message.topic, message.partition, message.offset, message.key, message.value)
+
+
+class ProjectorApp(faust.App):
+    """The faust app of the projection workers, with its ``Projector``."""
+
+    projector: Projector
+
+
+def faust_brokers(bootstrap: str) -> list[str]:
+    """``host:port[,host:port…]`` as the ``kafka://`` URLs faust wants."""
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def build_projector(
+    settings: Settings,
+    *,
+    read_store: ReadStore | None = None,
+    regions: RegionTree | None = None,
+    group_id: str | None = None,
+    batch_size: int = 500,
+    batch_within: float = 0.5,
+    web_port: int | None = None,
+    retry_delay: float = 1.0,
+) -> ProjectorApp:
+    """A faust app with one agent per service topic that runs the platform's projections.
+
+    ``group_id`` is the consumer group (default ``<prefix>-projector``). ``web_port``
+    turns faust's web server on, with ``/metrics`` for Prometheus; ``None`` leaves it off.
+    When ``read_store`` is not given, one is built from the settings and closed on shutdown.
+    """
+    if not settings.kafka_bootstrap:
+        raise ValueError("the projector needs SHUANGJIAN_KAFKA_BOOTSTRAP")
+    prefix = settings.kafka_topic_prefix
+    own_store = read_store is None
+    store = read_store if read_store is not None else build_read_store(settings)
+    projections = build_projections(settings, regions or RegionTree.load())
+
+    app = ProjectorApp(
+        group_id or f"{prefix}-projector",
+        broker=faust_brokers(settings.kafka_bootstrap),
+        # Topics are created by the platform (or auto-created by the broker); the workers
+        # never declare them, and need no leader election (no tables, no timers).
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        store="memory://",
+        autodiscover=False,
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        consumer_auto_offset_reset="earliest",
+    )
+    dead_letters = app.topic(
+        dead_letter_topic(prefix),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def send_dead_letter(letter: DeadLetter) -> None:
+        # force: send now, not attached to the current event (sent when it is acked).
+        sent = await dead_letters.send(
+            key=letter.record.key,
+            value=letter.to_json(),
+            headers=letter.headers(),
+            force=True,
+        )
+        await sent  # delivered before the partition's position moves past it
+
+    projector = Projector(store, projections, send_dead_letter)
+    app.projector = projector
+
+    def update_lag(records: Iterable[Record]) -> None:
+        last: dict[TP, int] = {}
+        for record in records:
+            tp = TP(record.topic, record.partition)
+            last[tp] = max(last.get(tp, -1), record.offset)
+        for tp, offset in last.items():
+            try:
+                highwater = app.consumer.highwater(tp)
+            except Exception:  # no longer assigned (rebalance)
+                continue
+            if highwater is not None:
+                LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - offset - 1, 0))
+
+    def agent_for(service: str) -> Callable[[faust.StreamT[bytes]], Awaitable[None]]:
+        async def consume(stream: faust.StreamT[bytes]) -> None:
+            # StreamT (faust's protocol) does not declare take_events; Stream has it.
+            batches = stream.take_events(batch_size, batch_within)  # type: ignore[attr-defined]
+            async for events in batches:
+                records = [_record(event) for event in events]
+                # Never give up on a batch: take_events acks it once this body returns
+                # or raises. Stopping waits for it too (stream_wait_empty).
+                while True:
+                    try:
+                        await projector.apply(service, records)
+                        break
+                    except Exception:
+                        log.exception("projector.batch_failed", service=service)
+                        await asyncio.sleep(retry_delay)
+                update_lag(records)
+
+        return consume
+
+    for service in SERVICES:
+        topic = app.topic(
+            events_topic(prefix, service),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+        )
+        app.agent(topic, name=f"shuangjian.projector.{service}")(agent_for(service))
+
+    # mode's SignalHandlerT rejects every handler, even one of its exact shape (mypy 2.4).
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        projector.forget()
+
+    if own_store:
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def _close(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+            await store.close()
+
+    if web_port is not None:
+
+        @app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            # aiohttp refuses a charset inside content_type; the header carries it whole.
+            headers = {"Content-Type": CONTENT_TYPE_LATEST}
+            return web.bytes(generate_latest(), headers=headers)
+
+    return app
+
+
+def run_projector(settings: Settings) -> None:
+    """Run one projection worker until it is told to stop (``shuangjian project``).
+
+    The web server (``/metrics``) listens on ``SHUANGJIAN_PROJECTOR_WEB_PORT`` (default
+    6066; empty turns it off).
+    """
+    port = os.environ.get("SHUANGJIAN_PROJECTOR_WEB_PORT", "6066")
+    app = build_projector(settings, web_port=int(port) if port else None)
+    faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    from services.common.logging import configure_logging
+
+    _settings = Settings.model_validate({})
+    configure_logging(_settings.log_level, _settings.log_format)
+    run_projector(_settings)
