@@ -67,7 +67,7 @@ def build_read_store(settings: Settings) -> ReadStore:
     if settings.read_store == "mongodb":
         from services.common.mongo import MongoReadStore
 
-        return MongoReadStore(_mongo_database(settings))
+        return MongoReadStore(_mongo_database(settings), transactions=settings.mongodb_transactions)
     return SQLiteReadStore(settings.data_dir / "read-models.db")
 
 

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     )
     mongodb_uri: str | None = Field(None, repr=False)  # may hold a password
     mongodb_database: str = "shuangjian"
+    mongodb_transactions: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Read-model batches in one MongoDB transaction: auto when the deployment "
+        "(a replica set or sharded cluster) has them; on refuses a standalone server.",
+    )
 
     # SecretStr: printing or logging the settings shows ********** instead.
     jwt_secret: SecretStr | None = Field(

@@ -1,9 +1,23 @@
-"""MongoDB adapters on PyMongo's async API, correct without multi-document transactions.
+"""MongoDB adapters on PyMongo's async API, for a standalone server or a replica set.
 
-DESIGN.md: one document per commit makes an append atomic and optimistically concurrent
-by itself (unique indexes do the refusing), and read-model writes are idempotent per
-document, so a replica set (and its transactions) is an optimisation, never a requirement.
-The same code runs against ``tests/fakes/async_mongo.py`` in CI.
+Event store (DESIGN.md): one document per commit makes an append atomic and
+optimistically concurrent by itself (unique indexes do the refusing), so it uses no
+transactions on any deployment. Its other writes do span documents, harmlessly: the
+position counter is bumped before the commit is inserted, so a refused insert or a crash
+in between leaves a gap that ``_void`` fills at once or ``read_all`` waits out; and
+``mark_published`` only moves each commit's ``sent`` forward, so a run cut short hands
+some events to the bus again, which at-least-once delivery allows. Wrapping counter and
+insert in a transaction would close those gaps but make every concurrent append write to
+the one counter document and conflict, serialising appends through retries.
+
+Read store: a batch spans documents (counters, documents, the projection position).
+Every write in it is idempotent by itself, so a batch interrupted part-way is completed
+by replaying it. Where the deployment supports transactions (a replica set or a sharded
+cluster; ``transactions="auto"`` detects one, ``"on"`` insists on it) the whole batch
+also commits in one multi-document transaction, so a reader sees all of it or none. On a
+standalone server (or ``"off"``) a reader can see a batch half applied.
+
+The same code runs against ``tests/fakes/async_mongo.py`` in CI, which can play either.
 """
 
 from __future__ import annotations
@@ -11,10 +25,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
@@ -49,6 +64,8 @@ _POSITIONS = "_positions"
 # Compare-and-set loops only lose to a concurrent writer of the same document; this many
 # losses in a row means something is wrong, and the caller should retry the whole batch.
 _ATTEMPTS = 20
+
+Transactions = Literal["auto", "on", "off"]
 
 
 def _check_name(name: str) -> str:
@@ -311,14 +328,23 @@ class MongoReadStore(ReadStore):
     A stored document is ``{_id: key, id: key, version, ...fields, _pos: {guard: n}}``:
     ``_pos`` records, per projection and source, the last source position whose
     increments the document absorbed. Readers never see ``_id`` or ``_pos``.
+
+    ``transactions``: ``"auto"`` commits each batch in a transaction when the deployment
+    supports them (asked once, at the first commit), ``"on"`` refuses to commit without
+    them, ``"off"`` never uses them.
     """
 
-    def __init__(self, db: AsyncDatabase[Any]) -> None:
+    def __init__(self, db: AsyncDatabase[Any], *, transactions: Transactions = "auto") -> None:
+        if transactions not in ("auto", "on", "off"):
+            raise ValueError(f"transactions must be auto, on or off, not {transactions!r}")
         self.db = db
         self.positions: AsyncCollection[Doc] = db[_POSITIONS]
+        self.transactions = transactions
+        self._supported: bool | None = None  # whether the deployment has transactions
         self._known: set[str] = set()
 
     async def ensure(self, specs: Sequence[CollectionSpec]) -> None:
+        await self.positions.create_index([("projection", 1)], name="by_projection")  # reset()
         for spec in specs:
             if _check_name(spec.name) == _POSITIONS:
                 raise ValueError(f"{_POSITIONS} is the adapter's own collection")
@@ -362,24 +388,67 @@ class MongoReadStore(ReadStore):
         return Page([_public(doc) for doc in docs], total, has_next, cursor)
 
     async def commit(self, batch: Batch) -> None:
-        """Apply a batch without a transaction: counters, then documents, then the position.
+        """Apply a batch: counters, then documents, then the position; in a transaction
+        when the deployment has them.
 
         Every step is idempotent by itself: an increment counts only when its position is
         above what that document recorded for this projection and source (checked and
         recorded in the same single-document update), and a put only replaces an older
-        version. So after a crash following step 1 or 2, replaying from the stored
-        position skips the increments already counted and re-applies the puts, ending
-        where an uninterrupted commit ends. Counters go before documents because that is
-        the order SQLite applies them in (a put replaces a document's counters); the
-        position goes last so it never claims more than the documents hold. Unlike
-        SQLite, a reader can see a batch half applied.
+        version. So without a transaction, after a crash following step 1 or 2, replaying
+        from the stored position skips the increments already counted and re-applies the
+        puts, ending where an uninterrupted commit ends; meanwhile a reader can see the
+        batch half applied. Counters go before documents because that is the order SQLite
+        applies them in (a put replaces a document's counters); the position goes last so
+        it never claims more than the documents hold.
+
+        In a transaction the same steps run inside it, so the batch is all or nothing for
+        readers too. A write conflict with a concurrent batch is a transient error that
+        ``with_transaction`` retries; a duplicate key (a document a concurrent batch
+        inserted after this one's snapshot) aborts the transaction on the server, so the
+        whole batch is retried here.
         """
         colls = {c: self._coll(c) for c in {p.collection for p in batch.puts}}
         colls.update({c: self._coll(c) for c in {i.collection for i in batch.increments}})
+        if not await self._in_transactions():
+            await self._apply(batch, colls, None)
+            return
+
+        async def apply(session: AsyncClientSession) -> None:
+            await self._apply(batch, colls, session)
+
+        async with self.db.client.start_session() as session:
+            for _ in range(_ATTEMPTS):
+                try:
+                    await session.with_transaction(apply)
+                    return
+                except DuplicateKeyError:
+                    continue
+        raise Unavailable("read-model documents kept changing under the batch; retry it")
+
+    async def _in_transactions(self) -> bool:
+        if self.transactions == "off":
+            return False
+        if self._supported is None:
+            hello = await self.db.client.admin.command("hello")
+            self._supported = "setName" in hello or hello.get("msg") == "isdbgrid"
+        if self.transactions == "on" and not self._supported:
+            raise Unavailable(
+                "mongodb_transactions is 'on' (SHUANGJIAN_MONGODB_TRANSACTIONS) but this "
+                "MongoDB deployment is a standalone server, which has no transactions: "
+                "use a replica set, or set it to 'auto' or 'off'"
+            )
+        return self._supported
+
+    async def _apply(
+        self,
+        batch: Batch,
+        colls: dict[str, AsyncCollection[Doc]],
+        session: AsyncClientSession | None,
+    ) -> None:
         guard = _guard(batch.projection, batch.source)
-        await self._increment(colls, guard, batch.increments)
+        await self._increment(colls, guard, batch.increments, session)
         for put in latest_puts(batch.puts):
-            await self._put(colls[put.collection], put)
+            await self._put(colls[put.collection], put, session)
         await self.positions.update_one(
             {"_id": guard},
             {
@@ -387,10 +456,15 @@ class MongoReadStore(ReadStore):
                 "$set": {"projection": batch.projection, "source": batch.source},
             },
             upsert=True,
+            session=session,
         )
 
     async def _increment(
-        self, colls: dict[str, AsyncCollection[Doc]], guard: str, increments: Sequence[Increment]
+        self,
+        colls: dict[str, AsyncCollection[Doc]],
+        guard: str,
+        increments: Sequence[Increment],
+        session: AsyncClientSession | None,
     ) -> None:
         grouped: dict[str, dict[str, list[Increment]]] = {}
         for inc in increments:
@@ -399,10 +473,12 @@ class MongoReadStore(ReadStore):
             grouped.setdefault(inc.collection, {}).setdefault(inc.key, []).append(inc)
         for collection, by_key in grouped.items():
             coll = colls[collection]
-            docs = await coll.find({"_id": {"$in": list(by_key)}}, {"_pos": 1}).to_list()
+            docs = await coll.find(
+                {"_id": {"$in": list(by_key)}}, {"_pos": 1}, session=session
+            ).to_list()
             stored = {doc["_id"]: _applied(doc, guard) for doc in docs}
             for key, incs in by_key.items():
-                await self._add(coll, key, guard, incs, stored.get(key))
+                await self._add(coll, key, guard, incs, stored.get(key), session)
 
     async def _add(
         self,
@@ -411,8 +487,13 @@ class MongoReadStore(ReadStore):
         guard: str,
         incs: Sequence[Increment],
         applied: int | None,
+        session: AsyncClientSession | None,
     ) -> None:
-        """Compare-and-set on the document's ``_pos.<guard>``; a lost race re-reads it."""
+        """Compare-and-set on the document's ``_pos.<guard>``; a lost race re-reads it.
+
+        In a transaction a lost race (a duplicate key) has aborted the transaction on the
+        server, so it is raised for ``commit`` to retry the batch instead.
+        """
         field = f"_pos.{guard}"
         for _ in range(_ATTEMPTS):
             fresh = [i for i in incs if applied is None or i.position > applied]
@@ -430,24 +511,37 @@ class MongoReadStore(ReadStore):
                 update["$inc"] = deltas
             expect = {"$exists": False} if applied is None else applied
             try:
-                await coll.update_one({"_id": key, field: expect}, update, upsert=True)
+                await coll.update_one(
+                    {"_id": key, field: expect}, update, upsert=True, session=session
+                )
                 return
             except DuplicateKeyError:
+                if session is not None:
+                    raise
                 applied = _applied(await coll.find_one({"_id": key}, {"_pos": 1}), guard)
         raise Unavailable(f"read-model document {key!r} kept changing; retry the batch")
 
-    async def _put(self, coll: AsyncCollection[Doc], put: Put) -> None:
-        """Replace the document if ``put`` is newer, keeping its ``_pos`` (compare-and-set)."""
+    async def _put(
+        self, coll: AsyncCollection[Doc], put: Put, session: AsyncClientSession | None
+    ) -> None:
+        """Replace the document if ``put`` is newer, keeping its ``_pos`` (compare-and-set).
+
+        As in ``_add``, a duplicate key inside a transaction is raised, not retried here.
+        """
         if "_id" in put.doc or "_pos" in put.doc:
             raise ValueError("_id and _pos are the adapter's own fields")
         body = {**put.doc, "id": put.key, "version": put.version}
         for _ in range(_ATTEMPTS):
-            current = await coll.find_one({"_id": put.key}, {"version": 1, "_pos": 1})
+            current = await coll.find_one(
+                {"_id": put.key}, {"version": 1, "_pos": 1}, session=session
+            )
             if current is None:
                 try:
-                    await coll.insert_one({"_id": put.key, **body})
+                    await coll.insert_one({"_id": put.key, **body}, session=session)
                     return
                 except DuplicateKeyError:
+                    if session is not None:
+                        raise
                     continue
             if current.get("version", 0) >= put.version:
                 return
@@ -455,7 +549,9 @@ class MongoReadStore(ReadStore):
             replacement = body if pos is None else {**body, "_pos": pos}
             expect = {"$exists": False} if pos is None else pos
             done = await coll.replace_one(
-                {"_id": put.key, "version": {"$lt": put.version}, "_pos": expect}, replacement
+                {"_id": put.key, "version": {"$lt": put.version}, "_pos": expect},
+                replacement,
+                session=session,
             )
             if done.matched_count:
                 return

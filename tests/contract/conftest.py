@@ -1,7 +1,9 @@
 """Adapters under contract. Every test in this folder runs once per adapter of its port.
 
 MongoDB adapters run against an in-process fake here, and also against a real server
-when ``SHUANGJIAN_TEST_MONGODB_URI`` is set.
+when ``SHUANGJIAN_TEST_MONGODB_URI`` is set. The read store runs against the fake twice:
+as a standalone server (batches without transactions) and as a replica set (each batch
+in a transaction).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ async def _sqlite_reads(tmp: Path, cleanup: AsyncExitStack) -> ReadStore:
     return SQLiteReadStore(tmp / "reads.db")
 
 
-def _fake_database() -> AsyncDatabase[Any]:
-    return cast(AsyncDatabase[Any], AsyncFakeClient()["shuangjian_test"])
+def _fake_database(*, replica_set: bool = False) -> AsyncDatabase[Any]:
+    client = AsyncFakeClient(replica_set=replica_set)
+    return cast(AsyncDatabase[Any], client["shuangjian_test"])
 
 
 async def _server_database(cleanup: AsyncExitStack) -> AsyncDatabase[Any]:
@@ -56,7 +59,11 @@ async def _fake_mongo_events(tmp: Path, cleanup: AsyncExitStack) -> EventStore:
 
 
 async def _fake_mongo_reads(tmp: Path, cleanup: AsyncExitStack) -> ReadStore:
-    return MongoReadStore(_fake_database())
+    return MongoReadStore(_fake_database(), transactions="auto")
+
+
+async def _fake_replica_set_reads(tmp: Path, cleanup: AsyncExitStack) -> ReadStore:
+    return MongoReadStore(_fake_database(replica_set=True), transactions="on")
 
 
 async def _mongo_events(tmp: Path, cleanup: AsyncExitStack) -> EventStore:
@@ -74,6 +81,7 @@ EVENT_STORES: dict[str, EventStoreFactory] = {
 READ_STORES: dict[str, ReadStoreFactory] = {
     "sqlite": _sqlite_reads,
     "mongo-fake": _fake_mongo_reads,
+    "mongo-fake-replica-set": _fake_replica_set_reads,
 }
 if MONGODB_URI:
     EVENT_STORES["mongo"] = _mongo_events
