@@ -12,17 +12,26 @@ once: a retry may duplicate events, consumers skip versions they already applied
 The connection is lazy: the platform starts and keeps accepting commands while Kafka is
 down; the first publish that reaches a broker connects, and a producer that failed is
 thrown away and replaced on the next publish.
+
+``KafkaTail`` is the reading side for live subscriptions (the gateway's
+``Subscription.events``): one group-less consumer per process fans what is published from
+now on out to its subscribers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import enum
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
+from uuid import UUID
 
 import structlog
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -32,7 +41,7 @@ from aiokafka.errors import (
 )
 
 from services.common.envelope import Envelope
-from services.common.errors import Unavailable
+from services.common.errors import MalformedEvent, Unavailable
 from services.common.ports import Bus
 
 log = structlog.get_logger(__name__)
@@ -260,10 +269,347 @@ def _fail_buffered(accumulator: Any, error: Exception) -> None:
     ``fail_all`` also fails each batch's drain waiter, which only a blocked ``send`` would
     read; they are read here so asyncio does not log "exception was never retrieved".
     """
-    batches = [b for queue in accumulator._batches.values() for b in queue]
-    batches += list(accumulator._pending_batches)
+    queued = [b for queue in accumulator._batches.values() for b in queue]
+    batches = queued + list(accumulator._pending_batches)
+    # A batch sent once and queued again for a retry still carries the callback that
+    # removes it from the pending set when it completes; failing it while queued would
+    # make that callback raise KeyError. Pending is where a failed batch would be anyway.
+    accumulator._pending_batches.update(queued)
     accumulator.fail_all(error)
     for batch in batches:
         waiter = batch._drain_waiter
         if waiter.done() and not waiter.cancelled():
             waiter.exception()
+
+
+class _Signal(enum.Enum):
+    END = "end"  # the tail was closed: the subscription ends normally
+    DROPPED = "dropped"  # the subscriber fell behind: the subscription ends with an error
+
+
+@dataclass
+class _Progress:
+    """Where one run of a tail's consumer is: kept when it reconnects."""
+
+    positions: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to read
+    live: bool = False  # positioned once: partitions found later are read from the start
+    failures: int = 0  # in a row, for the backoff; reset once a consumer is positioned
+
+
+class TailSubscription:
+    """One subscriber's view of a ``KafkaTail``: an async iterator of envelopes.
+
+    Ends when the tail closes; raises ``Unavailable`` once it was dropped for falling
+    behind. ``close()`` (or leaving ``async with``) unsubscribes.
+    """
+
+    def __init__(self, tail: KafkaTail, capacity: int) -> None:
+        self._tail = tail
+        self._queue: asyncio.Queue[Envelope | _Signal] = asyncio.Queue(capacity)
+
+    def __aiter__(self) -> TailSubscription:
+        return self
+
+    async def __anext__(self) -> Envelope:
+        item = await self._queue.get()
+        if isinstance(item, Envelope):
+            return item
+        self._queue.put_nowait(item)  # the end is final: every later call sees it too
+        if item is _Signal.DROPPED:
+            raise Unavailable(
+                "this live subscription fell behind the event stream and was dropped; "
+                "subscribe again"
+            )
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        self._tail._leave(self)
+
+    async def __aenter__(self) -> TailSubscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _offer(self, event: Envelope) -> bool:
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    def _end(self, signal: _Signal) -> None:
+        """Replace whatever is still queued by ``signal``; the subscriber sees it next."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(signal)
+
+
+class KafkaTail:
+    """Follows the events topics from now on and fans the envelopes out to subscribers.
+
+    * One consumer per tail, without a consumer group (every gateway replica sees every
+      event) and without committed offsets. It starts with the first subscriber and stops
+      when the last one leaves or on ``close()``; a new start begins at "now" again.
+    * "From now on": partitions that exist when the consumer first positions itself are
+      read from their end offsets. A topic or partition that appears later (the topics
+      are created by the first publish) is read from its beginning: all of it was written
+      after the subscribers arrived. Topics are discovered with all-topic metadata
+      requests, which never auto-create a topic (a request naming a topic may, with broker
+      defaults instead of the platform's partitions).
+    * Each subscriber has its own bounded queue. One that is full is dropped with a log
+      line and its iterator raises ``Unavailable`` (the client subscribes again); nobody
+      waits for a slow subscriber and nobody silently misses events.
+    * Values are decoded with ``Envelope.from_json``; what does not decode is skipped with
+      a warning. The outbox relay publishes at least once, so an event id seen among the
+      last ``remember`` events is not delivered again.
+    * While Kafka is unreachable, subscribing still returns at once; the tail keeps
+      retrying in the background with a capped backoff, logging each failure, and
+      delivers from the moment it is connected. When it has to reconnect later, it
+      resumes each partition where it was, so nothing in between is skipped.
+
+    This reaches into aiokafka 0.14's client for the all-topic metadata (the consumer's
+    public ``topics()`` returns names only); the version is pinned and ``tests/kafka``
+    exercises it.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        *,
+        client_id: str = "shuangjian-gateway",
+        capacity: int = 1_000,
+        remember: int = 10_000,
+        request_timeout_ms: int = 15_000,
+        discovery_interval: float = 2.0,
+        metadata_max_age: float = 60.0,
+        poll_timeout: float = 0.5,
+        max_backoff: float = 10.0,
+    ) -> None:
+        if not topics:
+            raise ValueError("a tail needs at least one topic")
+        self.bootstrap = bootstrap
+        self.topics = tuple(topics)
+        self.client_id = client_id
+        self.capacity = capacity  # events queued per subscriber before it is dropped
+        self.remember = remember  # recent event ids kept to suppress duplicates
+        self.request_timeout_ms = request_timeout_ms
+        # How often to look for topics not created yet; once all exist, how often to look
+        # for added partitions (also the consumer's own metadata refresh).
+        self.discovery_interval = discovery_interval
+        self.metadata_max_age = metadata_max_age
+        self.poll_timeout = poll_timeout
+        self.max_backoff = max_backoff
+        self._subscriptions: set[TailSubscription] = set()
+        self._seen: OrderedDict[UUID, None] = OrderedDict()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._live = asyncio.Event()
+        self._closed = False
+
+    # --- subscribers ------------------------------------------------------------------
+
+    def subscribe(self) -> TailSubscription:
+        """A new subscriber; starts the consumer if it is the first. Never waits for Kafka."""
+        if self._closed:
+            raise Unavailable("the live event tail is closed")
+        subscription = TailSubscription(self, self.capacity)
+        self._subscriptions.add(subscription)
+        if self._task is None:
+            after = set(self._stopping)
+            self._task = asyncio.create_task(self._run(after), name="kafka-tail")
+        return subscription
+
+    async def events(self) -> AsyncIterator[Envelope]:
+        """Every event published from now on, for as long as the caller iterates."""
+        subscription = self.subscribe()
+        try:
+            async for event in subscription:
+                yield event
+        finally:
+            subscription.close()
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscriptions)
+
+    @property
+    def live(self) -> bool:
+        """Whether the consumer is positioned: what is published now will be delivered."""
+        return self._live.is_set()
+
+    async def wait_live(self) -> None:
+        """Until the consumer is positioned (callers bound this with their own timeout)."""
+        await self._live.wait()
+
+    async def close(self) -> None:
+        """End every subscription and stop the consumer."""
+        self._closed = True
+        for subscription in list(self._subscriptions):
+            subscription._end(_Signal.END)
+        self._subscriptions.clear()
+        self._stop_consumer()
+        # Already cancelled; cancelling again would interrupt the consumer's own stop.
+        await asyncio.gather(*self._stopping, return_exceptions=True)
+
+    def _leave(self, subscription: TailSubscription) -> None:
+        self._subscriptions.discard(subscription)
+        if not self._subscriptions:
+            self._stop_consumer()
+
+    def _stop_consumer(self) -> None:
+        self._live.clear()
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    # --- the consumer -----------------------------------------------------------------
+
+    async def _run(self, after: set[asyncio.Task[None]]) -> None:
+        """Connect, follow, and reconnect after failures, until cancelled."""
+        if after:
+            await asyncio.wait(after)  # the previous consumer finishes stopping first
+        progress = _Progress()  # kept across reconnections within this run
+        backoff = 0.1
+        try:
+            while True:
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self.client_id,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    # Only for a position that left retention while disconnected.
+                    auto_offset_reset="latest",
+                    request_timeout_ms=self.request_timeout_ms,
+                    metadata_max_age_ms=int(self.metadata_max_age * 1000),
+                )
+                try:
+                    async with asyncio.timeout(self.request_timeout_ms / 1000):
+                        await consumer.start()
+                    log.info("kafka.tail.connected", bootstrap=self.bootstrap)
+                    await self._follow(consumer, progress)
+                except Exception as exc:
+                    backoff = min(0.1 * 2 ** min(progress.failures, 10), self.max_backoff)
+                    progress.failures += 1
+                    if isinstance(exc, _TRANSIENT):
+                        log.warning(
+                            "kafka.tail.unavailable",
+                            bootstrap=self.bootstrap,
+                            error=repr(exc),
+                            retry_in=backoff,
+                        )
+                    else:
+                        log.exception("kafka.tail.failed", retry_in=backoff)
+                finally:
+                    await self._shutdown(consumer)
+                await asyncio.sleep(backoff)
+        finally:
+            self._live.clear()
+            log.info("kafka.tail.stopped")
+
+    async def _follow(self, consumer: Any, progress: _Progress) -> None:
+        """Deliver records as they come, rediscovering partitions now and then."""
+        loop = asyncio.get_running_loop()
+        assigned: frozenset[TopicPartition] = frozenset()
+        rediscover_at = loop.time()
+        while True:
+            if loop.time() >= rediscover_at:
+                async with asyncio.timeout(self.request_timeout_ms / 1000):
+                    assigned, complete = await self._assign(consumer, assigned, progress)
+                progress.failures = 0
+                interval = self.metadata_max_age if complete else self.discovery_interval
+                rediscover_at = loop.time() + interval
+            wait = max(0.0, min(self.poll_timeout, rediscover_at - loop.time()))
+            if not assigned:
+                await asyncio.sleep(wait)
+                continue
+            batches = await consumer.getmany(timeout_ms=int(wait * 1000))
+            for tp, records in batches.items():
+                for record in records:  # a partition's records in order: per-stream order
+                    progress.positions[tp] = record.offset + 1
+                    self._dispatch(record)
+
+    async def _assign(
+        self,
+        consumer: Any,
+        assigned: frozenset[TopicPartition],
+        progress: _Progress,
+    ) -> tuple[frozenset[TopicPartition], bool]:
+        """Assign every partition of the topics; returns them and whether all topics exist.
+
+        A topic whose metadata has a topic-level error (in practice: one being created) is
+        left out like a missing one, and read from its beginning once it is there.
+        """
+        cluster = await consumer._client.fetch_all_metadata()
+        found = {t: cluster.partitions_for_topic(t) or set() for t in self.topics}
+        wanted = frozenset(TopicPartition(t, p) for t, ps in found.items() for p in ps)
+        complete = all(found.values())
+        if wanted == assigned and progress.live:
+            return assigned, complete
+        positions = progress.positions
+        # assign() replaces the assignment and forgets positions: set them again.
+        consumer.assign(sorted(wanted))
+        new = [tp for tp in wanted if tp not in positions]
+        for tp in wanted:
+            if tp in positions:
+                consumer.seek(tp, positions[tp])
+        if new:
+            if progress.live:
+                await consumer.seek_to_beginning(*new)  # appeared after we went live
+            else:
+                await consumer.seek_to_end(*new)
+            for tp in new:
+                positions[tp] = await consumer.position(tp)
+        if not progress.live:
+            progress.live = True
+            self._live.set()
+            log.info(
+                "kafka.tail.live",
+                partitions=len(wanted),
+                missing=[t for t, ps in found.items() if not ps],
+            )
+        elif new:
+            added = sorted(f"{tp.topic}[{tp.partition}]" for tp in new)
+            log.info("kafka.tail.partitions_added", partitions=added)
+        return wanted, complete
+
+    def _dispatch(self, record: ConsumerRecord[Any, Any]) -> None:
+        where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+        if record.value is None:
+            log.warning("kafka.tail.skipped", reason="no value", **where)
+            return
+        try:
+            event = Envelope.from_json(record.value)
+        except MalformedEvent as exc:
+            log.warning("kafka.tail.skipped", reason=exc.message, **where)
+            return
+        if event.id in self._seen:
+            return  # the relay published it again (at least once)
+        self._seen[event.id] = None
+        if len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
+        for subscription in list(self._subscriptions):
+            if not subscription._offer(event):
+                log.warning(
+                    "kafka.tail.subscriber_dropped",
+                    reason="queue full",
+                    capacity=self.capacity,
+                    **where,
+                )
+                subscription._end(_Signal.DROPPED)
+                self._leave(subscription)
+
+    async def _shutdown(self, consumer: Any) -> None:
+        try:
+            async with asyncio.timeout(self.request_timeout_ms / 1000 + 1):
+                await consumer.stop()
+        except Exception as exc:
+            log.warning("kafka.tail.stop_failed", error=repr(exc))
