@@ -238,7 +238,20 @@ def gateway_app(settings: Settings) -> ASGIApp:
     regions = RegionTree.load()
     read_store = build_read_store(settings)
     registry = RemoteRegistry(settings.registry_url)
-    backend = DistributedBackend(regions, read_store, registry, settings.registry_policy())
+    tail = None
+    if settings.kafka_bootstrap:
+        from services.common.kafka import KafkaTail, events_topic
+
+        # Subscriptions read every service's topic; the consumer starts with the first one.
+        topics = [events_topic(settings.kafka_topic_prefix, s) for s in SERVICES]
+        tail = KafkaTail(settings.kafka_bootstrap, topics)
+    backend = DistributedBackend(
+        regions,
+        read_store,
+        registry,
+        settings.registry_policy(),
+        live_events=tail.events if tail is not None else None,
+    )
     collections = [
         DEAD_LETTERS,
         *(c for p in build_projections(settings, regions) for c in p.collections),
@@ -250,6 +263,8 @@ def gateway_app(settings: Settings) -> ASGIApp:
         try:
             yield
         finally:
+            if tail is not None:
+                await tail.close()
             await registry.close()
             await read_store.close()
 

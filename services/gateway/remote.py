@@ -2,14 +2,15 @@
 
 Mutations go to the owning service's command API with the caller's own token (the
 service checks it again), and service errors keep their codes. A mutation answers once
-the read model shows the new version of the aggregate, polled with a deadline.
+the read model shows the new version of the aggregate, polled with a deadline. Live
+subscriptions read the events topics through a ``KafkaTail`` when one is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -119,12 +120,15 @@ class DistributedBackend:
         registry: RemoteRegistry,
         policy: RegistryPolicy,
         *,
+        live_events: Callable[[], AsyncIterator[Envelope]] | None = None,
         poll_interval: float = 0.05,
     ) -> None:
         self._regions = regions
         self._read_store = read_store
         self._registry = registry
         self._policy = policy
+        # Where live events come from, e.g. ``KafkaTail.events``; None: no subscriptions.
+        self._live_events = live_events
         self.poll_interval = poll_interval
 
     @property
@@ -155,7 +159,9 @@ class DistributedBackend:
             await asyncio.sleep(self.poll_interval)
 
     def live_events(self) -> AsyncIterator[Envelope]:
-        raise Unavailable(
-            "live subscriptions are served by the embedded suite; the distributed gateway "
-            "does not consume the Kafka topics yet"
-        )
+        if self._live_events is None:
+            raise Unavailable(
+                "live subscriptions need the Kafka topics: this gateway has no "
+                "SHUANGJIAN_KAFKA_BOOTSTRAP configured"
+            )
+        return self._live_events()

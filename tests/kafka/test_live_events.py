@@ -1,4 +1,4 @@
-"""Live events from the Kafka topics: ``KafkaTail``.
+"""Live events from the Kafka topics: ``KafkaTail`` and the distributed gateway's subscription.
 
 Against the same broker as ``test_kafka_bus.py`` (the mock cluster, or a real Kafka with
 ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``), each test with its own topic prefix. Every wait
@@ -10,17 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import pytest
+import uvicorn
+import websockets
 from aiokafka import AIOKafkaProducer
+from starlette.types import ASGIApp
 from structlog.testing import capture_logs
 
+from services.bootstrap import gateway_app
+from services.common.auth import Role, TokenVerifier
+from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.errors import Unavailable
 from services.common.kafka import KafkaBus, KafkaTail, TailSubscription, events_topic
+from services.common.regions import RegionTree
+from services.common.sqlite import SQLiteReadStore
+from services.gateway.app import create_app
+from services.gateway.remote import DistributedBackend, RemoteRegistry
+from services.registry.domain.rules import RegistryPolicy
+from tests.conftest import SECRET, bearer
 from tests.factories import commit, envelope
 from tests.kafka.proxy import TcpProxy, closed_port, first_address
 
@@ -277,3 +292,129 @@ async def test_subscribing_while_kafka_is_unreachable_waits_and_delivers_once_co
             await bus.close()
             await proxy.stop()
     assert versions_by_stream(received) == {e.stream: [1, 2] for e in batch}
+
+
+# --- through the gateway, over WebSocket (graphql-transport-ws) ---------------------------
+
+
+@contextlib.asynccontextmanager
+async def serving(app: ASGIApp, lifespan: str = "off") -> AsyncIterator[str]:
+    """``app`` under uvicorn in this event loop; yields the GraphQL WebSocket URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan=lifespan, log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        async with asyncio.timeout(BOUND):
+            while not server.started:
+                if task.done():
+                    task.result()  # startup failed: raise why
+                await asyncio.sleep(0.01)
+        yield f"ws://127.0.0.1:{port}/graphql"
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(BOUND):
+            await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def subscribed(url: str, authorization: str, region: str) -> AsyncIterator[Any]:
+    """A graphql-transport-ws connection with one ``events`` subscription (id "1")."""
+    init = {"type": "connection_init", "payload": {"Authorization": authorization}}
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps(init))
+        assert json.loads(await asyncio.wait_for(ws.recv(), BOUND))["type"] == "connection_ack"
+        subscribe = {"query": SUBSCRIBE, "variables": {"r": region}}
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
+        yield ws
+
+
+@pytest.fixture
+async def read_store(tmp_path: Path) -> AsyncIterator[SQLiteReadStore]:
+    store = SQLiteReadStore(tmp_path / "read-models.db")
+    yield store
+    await store.close()
+
+
+async def test_a_city_viewer_gets_its_citys_events_from_kafka_through_the_gateway(
+    kafka_bootstrap: str, read_store: SQLiteReadStore
+) -> None:
+    regions = RegionTree.load()
+    prefix = unique_prefix()
+    remote = RemoteRegistry("http://registry.invalid")  # no mutations in this test
+    viewer = bearer(Role.VIEWER, "640400", subject="guyuan-viewer")
+    try:
+        async with running(kafka_bootstrap, prefix) as (tail, bus):
+            backend = DistributedBackend(
+                regions, read_store, remote, RegistryPolicy(), live_events=tail.events
+            )
+            app = create_app(backend, TokenVerifier(regions, secret=SECRET))
+            async with serving(app) as url, subscribed(url, viewer, "640400") as ws:
+                async with asyncio.timeout(BOUND):
+                    await until(lambda: tail.subscribers == 1)  # the subscription reached it
+                    async with tail.subscribe() as probe:  # sees what the gateway's one sees
+                        await tail.wait_live()
+                        tianjin = envelope(f"tj-{uuid4().hex[:6]}", 1, region="120101")
+                        await bus.publish([tianjin])
+                        # The gateway's subscriber has it queued now, ahead of the next one.
+                        assert await collect(probe, has_all([tianjin])) == [tianjin]
+                    yuanzhou = envelope(f"yz-{uuid4().hex[:6]}", 1, region="640402")
+                    await bus.publish([yuanzhou])
+                    message = json.loads(await ws.recv())
+    finally:
+        await remote.close()
+    assert message["type"] == "next" and message["id"] == "1"
+    assert message["payload"]["data"]["events"] == {
+        "id": str(yuanzhou.id),
+        "type": "registry.InstitutionRegistered",
+        "stream": yuanzhou.stream,
+        "region": "640402",
+    }
+
+
+async def test_the_gateway_entry_point_serves_subscriptions_from_the_topics(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """``gateway_app`` with a Kafka bootstrap: the wiring ``shuangjian gateway`` runs."""
+    prefix = unique_prefix()
+    settings = Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_topic_prefix=prefix,
+        jwt_secret=SECRET,
+        _env_file=None,
+    )
+    bus = make_bus(kafka_bootstrap, prefix)
+    await bus.start()
+    try:
+        async with (
+            serving(gateway_app(settings), lifespan="on") as url,
+            subscribed(url, bearer(Role.VIEWER, "640400"), "640400") as ws,
+        ):
+            receiving = asyncio.ensure_future(ws.recv())
+            async with asyncio.timeout(BOUND):
+                # The tail starts with this subscription at some point: publish until then.
+                while not receiving.done():
+                    await bus.publish(
+                        [
+                            envelope(f"tj-{uuid4().hex[:6]}", 1, region="120101"),
+                            envelope(f"yz-{uuid4().hex[:6]}", 1, region="640402"),
+                        ]
+                    )
+                    await asyncio.wait([receiving], timeout=0.2)
+            message = json.loads(receiving.result())
+    finally:
+        await bus.close()
+    assert message["payload"]["data"]["events"]["region"] == "640402"
+
+
+async def test_without_kafka_the_distributed_gateway_refuses_subscriptions_clearly(
+    read_store: SQLiteReadStore,
+) -> None:
+    remote = RemoteRegistry("http://registry.invalid")
+    backend = DistributedBackend(RegionTree.load(), read_store, remote, RegistryPolicy())
+    with pytest.raises(Unavailable, match="SHUANGJIAN_KAFKA_BOOTSTRAP"):
+        backend.live_events()
+    await remote.close()
