@@ -2,40 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from services.common.auth import Role, issue_token, load_or_create_secret
+from tests.processes import (
+    READY_WITHIN,
+    SHUANGJIAN,
+    STOP_WITHIN,
+    clean_env,
+    free_port,
+    wait_until,
+)
 
-SHUANGJIAN = Path(sys.executable).parent / "shuangjian"
-READY_WITHIN = 60.0
-STOP_WITHIN = 15.0
-
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    """The embedded defaults: no SHUANGJIAN_* settings leaking in from the caller's shell."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHUANGJIAN_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["COLUMNS"] = "200"  # rich wraps at 80 columns when not on a terminal
-    return env
+__all__ = ["READY_WITHIN", "STOP_WITHIN", "Suite", "free_port", "run_cli", "wait_until"]
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -48,20 +34,6 @@ def run_cli(*args: str, cwd: Path, timeout: float = 30.0) -> subprocess.Complete
         timeout=timeout,
         check=False,
     )
-
-
-def wait_until(
-    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
-) -> T:
-    """Call ``probe`` until it returns something other than None, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result is not None:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class Suite:
