@@ -2,7 +2,11 @@
 
 It runs inside the test process on loopback ports (no Java, no download); other processes
 connect to it like to any Kafka. It does not answer CreateTopics: topics are created on
-first use (auto-create), so clients must not insist on declaring them.
+first use (auto-create) or up front through ``MockCluster.create_topic``, so clients must
+not insist on declaring them.
+
+``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP`` points the same tests at a real cluster instead; the
+tests that need to take brokers down (``mock_cluster``) are skipped then, with that reason.
 """
 
 from __future__ import annotations
@@ -11,30 +15,32 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from confluent_kafka import Producer
 
+from tests.kafka.mock import MockCluster
 
-class MockCluster:
-    def __init__(self, brokers: int = 3) -> None:
-        # The producer owns the cluster: it lives as long as this object does.
-        self._owner = Producer({"test.mock.num.brokers": brokers, "log_level": 0})
-        metadata = self._owner.list_topics(timeout=10)
-        self.bootstrap = ",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values())
-
-    def close(self) -> None:
-        self._owner.flush(1)
-        del self._owner
+REAL_KAFKA = os.environ.get("SHUANGJIAN_TEST_KAFKA_BOOTSTRAP")
 
 
 @pytest.fixture
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers of a fresh broker: the mock cluster, or a real one if configured."""
-    real = os.environ.get("SHUANGJIAN_TEST_KAFKA_BOOTSTRAP")
-    if real:
-        yield real
+    if REAL_KAFKA:
+        yield REAL_KAFKA
         return
     cluster = MockCluster()
     try:
         yield cluster.bootstrap
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def mock_cluster() -> Iterator[MockCluster]:
+    """A mock cluster whose brokers a test can take down and bring back."""
+    if REAL_KAFKA:
+        pytest.skip("takes brokers down: needs the mock cluster, not a real Kafka")
+    cluster = MockCluster()
+    try:
+        yield cluster
     finally:
         cluster.close()

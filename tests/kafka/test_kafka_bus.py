@@ -28,7 +28,7 @@ from services.common.kafka import KafkaBus, dead_letter_topic, events_topic
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore
 from tests.factories import commit, envelope
-from tests.kafka.conftest import MockCluster
+from tests.kafka.mock import MockCluster
 from tests.kafka.proxy import TcpProxy, closed_port, first_address
 
 REAL_KAFKA = bool(os.environ.get("SHUANGJIAN_TEST_KAFKA_BOOTSTRAP"))
