@@ -83,6 +83,8 @@ def build_bus(settings: Settings) -> Bus:
             partitions=settings.kafka_partitions,
             replication=settings.kafka_replication,
             services=SERVICES,
+            publish_timeout=settings.kafka_publish_timeout,
+            request_timeout_ms=int(settings.kafka_publish_timeout * 500),
         )
     return InProcessBus()
 
@@ -229,6 +231,11 @@ def registry_service_app(settings: Settings) -> ASGIApp:
             await store.close()
 
     app = FastAPI(title="Shuangjian registry service", lifespan=lifespan)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
     app.mount("/", api)
     return BodyLimit(app, settings.max_body_bytes)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -126,6 +125,7 @@ class Projector:
         self._positions: dict[tuple[str, str], int] = {}
         self._prepared = False
         self._lock = asyncio.Lock()
+        self.assigned = False  # joined the consumer group at least once (readiness)
 
     def for_service(self, service: str) -> list[Projection]:
         return [p for p in self.projections if service in p.sources]
@@ -254,10 +254,15 @@ def build_projector(
         topic_allow_declare=False,
         topic_disable_leader=True,
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),  # not the working directory
         autodiscover=False,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         consumer_auto_offset_reset="earliest",
+        # A worker killed without leaving the group keeps its partitions this long; the
+        # heartbeat must beat several times within it.
+        broker_session_timeout=settings.projector_session_timeout,
+        broker_heartbeat_interval=settings.projector_session_timeout / 10,
     )
     dead_letters = app.topic(
         dead_letter_topic(prefix),
@@ -326,6 +331,7 @@ def build_projector(
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         projector.forget()
+        projector.assigned = True
 
     if own_store:
 
@@ -334,6 +340,13 @@ def build_projector(
             await store.close()
 
     if web_port is not None:
+
+        @app.page("/ready")
+        async def ready(web: Any, request: Any) -> Any:
+            # Ready once the worker has joined its group and is not rebalancing (it may own
+            # no partition when there are more workers than partitions: still ready).
+            ok = projector.assigned and not app.rebalancing
+            return web.json({"ready": ok}, status=200 if ok else 503)
 
         @app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
@@ -347,11 +360,10 @@ def build_projector(
 def run_projector(settings: Settings) -> None:
     """Run one projection worker until it is told to stop (``shuangjian project``).
 
-    The web server (``/metrics``) listens on ``SHUANGJIAN_PROJECTOR_WEB_PORT`` (default
-    6066; empty turns it off).
+    The web server (``/ready``, ``/metrics``) listens on ``SHUANGJIAN_PROJECTOR_WEB_PORT``
+    (default 6066; 0 turns it off).
     """
-    port = os.environ.get("SHUANGJIAN_PROJECTOR_WEB_PORT", "6066")
-    app = build_projector(settings, web_port=int(port) if port else None)
+    app = build_projector(settings, web_port=settings.projector_web_port or None)
     faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
 
 

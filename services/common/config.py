@@ -36,6 +36,21 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = Field("shuangjian", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     kafka_partitions: int = Field(6, ge=1, le=1000)
     kafka_replication: int = Field(3, ge=1, le=10)
+    kafka_publish_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds one outbox batch may take to be acknowledged before it is retried.",
+    )
+    projector_web_port: int = Field(
+        6066, ge=0, le=65535, description="The projector's /ready and /metrics; 0: off."
+    )
+    projector_session_timeout: float = Field(
+        30.0,
+        ge=3.0,
+        le=300.0,
+        description="Seconds before the group gives a silent projector's partitions to another.",
+    )
     registry_url: str = Field(
         "http://127.0.0.1:8001",
         description="Where the distributed gateway sends registry commands.",
