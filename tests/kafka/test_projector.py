@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -31,8 +30,7 @@ from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.kafka import dead_letter_topic, events_topic
 from services.common.ports import ReadStore
-from services.common.projection import DEAD_LETTERS, ProjectionRunner
-from services.common.regions import RegionTree
+from services.common.projection import DEAD_LETTERS
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
 from services.common.timeutil import SHANGHAI
 from services.projector import build_projector
@@ -46,16 +44,14 @@ from services.registry.handlers import Registry
 from services.registry.projections import (
     INSTITUTION_EVENTS,
     INSTITUTIONS,
-    REGION_MONTHS,
-    REGION_STATS,
 )
 from tests.factories import envelope, valid_credit_code
+from tests.kafka.readmodels import REGIONS, Snapshot, prepare, replayed, snapshot
+from tests.processes import free_port
 from tests.rollups import recount, stored_rollups
 
-REGIONS = RegionTree.load()
 DISTRICTS = ["640402", "640422", "120101", "340103"]
 DEADLINE = 15.0  # seconds a worker gets to catch up; the tests never sleep a fixed time
-Snapshot = dict[str, list[dict[str, Any]]]
 
 
 @pytest.fixture
@@ -115,32 +111,11 @@ async def registry_events(settings: Settings, path: Path, count: int = 12) -> li
 async def embedded_snapshot(settings: Settings, events_db: Path) -> Snapshot:
     """What the embedded runner makes of the same events, read from their event store."""
     store = SQLiteEventStore(events_db)
-    reads = SQLiteReadStore(events_db.with_name("embedded-read-models.db"))
     await store.start()
     try:
-        runner = ProjectionRunner(build_projections(settings, REGIONS), reads, {"registry": store})
-        await runner.start()
-        await runner.stop()
-        return await snapshot(reads)
+        return await replayed(settings, store, events_db.with_name("embedded-read-models.db"))
     finally:
-        await reads.close()
         await store.close()
-
-
-async def snapshot(store: ReadStore) -> Snapshot:
-    names = (INSTITUTIONS, REGION_STATS, REGION_MONTHS, INSTITUTION_EVENTS, DEAD_LETTERS)
-    result = {spec.name: await store.dump(spec.name) for spec in names}
-    # The audit trail keeps the whole event, whose position is the source's: the event
-    # store's global position there, offset + 1 here. Everything else must be identical.
-    for doc in result[INSTITUTION_EVENTS.name]:
-        doc["event"].pop("position", None)
-    return result
-
-
-async def prepare(store: ReadStore, settings: Settings) -> None:
-    projections = build_projections(settings, REGIONS)
-    specs = [DEAD_LETTERS, *(c for p in projections for c in p.collections)]
-    await store.ensure(list({s.name: s for s in specs}.values()))
 
 
 Message = tuple[bytes | None, bytes]
@@ -192,12 +167,6 @@ def caught_up(store: ReadStore, settings: Settings, topic: str, ends: dict[int, 
         return True
 
     return check
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_projects_what_the_embedded_runner_projects(

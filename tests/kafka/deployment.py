@@ -1,0 +1,257 @@
+"""The distributed set-up as separate OS processes: registry service, projector, gateway.
+
+Each runs the real ``shuangjian`` console script with its configuration in ``SHUANGJIAN_*``
+variables, as a Kubernetes deployment would: Kafka transport, SQLite stores in a shared
+data dir (the projector writes the read models the gateway reads), or MongoDB for both
+when ``SHUANGJIAN_TEST_MONGODB_URI`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord, TopicPartition
+
+from services.bootstrap import build_event_store, build_projections, build_read_store
+from services.common.auth import Role, issue_token
+from services.common.config import Settings
+from services.common.kafka import dead_letter_topic, events_topic
+from services.common.ports import EventStore, ReadStore
+from tests.kafka.mock import MockCluster
+from tests.kafka.readmodels import REGIONS, Snapshot, prepare, replayed, snapshot
+from tests.processes import Process, clean_env, free_port
+
+MONGODB_URI = os.environ.get("SHUANGJIAN_TEST_MONGODB_URI")
+SECRET = "kafka-suite-secret-long-enough-for-hs256"
+PARTITIONS = 3
+DEADLINE = 60.0  # generous: CI machines are slow; the tests never wait a fixed time
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE
+) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` when the deadline passes."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await condition():  # noqa: ASYNC110 - state lives in other processes
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+
+class Deployment:
+    """Three processes over one broker; the test talks to them as clients would."""
+
+    def __init__(self, workdir: Path, bootstrap: str, cluster: MockCluster | None) -> None:
+        self.workdir = workdir
+        self.bootstrap = bootstrap
+        self.cluster = cluster
+        self.prefix = f"t{uuid4().hex[:12]}"
+        registry_port, gateway_port, projector_port = free_port(), free_port(), free_port()
+        self.registry_url = f"http://127.0.0.1:{registry_port}"
+        self.gateway_url = f"http://127.0.0.1:{gateway_port}"
+        self.projector_url = f"http://127.0.0.1:{projector_port}"
+        values: dict[str, Any] = {
+            "kafka_bootstrap": bootstrap,
+            "kafka_topic_prefix": self.prefix,
+            "kafka_partitions": PARTITIONS,
+            "kafka_replication": 3,
+            "data_dir": str(workdir / "data"),
+            "jwt_secret": SECRET,
+            "registry_url": self.registry_url,
+            "projector_web_port": projector_port,
+            # A killed projector's partitions move to its successor after this long.
+            "projector_session_timeout": 6,
+            # A publish stuck on a broker that went away is retried after this long.
+            "kafka_publish_timeout": 3,
+        }
+        if MONGODB_URI:
+            values |= {"mongodb_uri": MONGODB_URI, "mongodb_database": f"sj_{uuid4().hex[:12]}"}
+        self.settings = Settings(**values, _env_file=None)
+        env = clean_env() | {f"SHUANGJIAN_{k.upper()}": str(v) for k, v in values.items()}
+        common: dict[str, Any] = {"workdir": workdir, "env": env}
+        self.registry = Process(
+            "registry",
+            ["serve", "registry", "--port", str(registry_port)],
+            ready_url=f"{self.registry_url}/healthz",
+            **common,
+        )
+        self.projector = Process(
+            "projector", ["project"], ready_url=f"{self.projector_url}/ready", **common
+        )
+        self.gateway = Process(
+            "gateway",
+            ["gateway", "--port", str(gateway_port)],
+            ready_url=f"{self.gateway_url}/healthz",
+            **common,
+        )
+        self.processes = (self.registry, self.projector, self.gateway)
+        if cluster is not None:  # pre-created, as an operator would (the mock refuses admin)
+            for service in ("registry",):
+                cluster.create_topic(events_topic(self.prefix, service), PARTITIONS, 3)
+            cluster.create_topic(dead_letter_topic(self.prefix), 1, 3)
+        self._read_store: ReadStore | None = None
+
+    @property
+    def topic(self) -> str:
+        return events_topic(self.prefix, "registry")
+
+    # --- processes ----------------------------------------------------------------------
+
+    async def start(self, *processes: Process) -> None:
+        """Start processes (all by default) and wait, without blocking the loop, for each."""
+        chosen = processes or self.processes
+        for process in chosen:
+            process.start(wait=False)
+        for process in chosen:
+            await asyncio.to_thread(process.wait_ready)
+
+    async def close(self) -> None:
+        """Stop the processes, then the mock cluster (it is this deployment's own)."""
+        for process in self.processes:
+            process.stop()
+        if self.cluster is not None:
+            self.cluster.close()
+        if self._read_store is not None:
+            await self._read_store.close()
+        if MONGODB_URI:
+            from pymongo import AsyncMongoClient
+
+            client: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URI)
+            await client.drop_database(self.settings.mongodb_database)
+            await client.close()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(process.output for process in self.processes)
+
+    # --- clients ------------------------------------------------------------------------
+
+    def token(self, role: Role = Role.OPERATOR, region: str | None = None) -> str:
+        return issue_token(SECRET, f"kafka-suite-{role.value}", role=role, region=region)
+
+    async def graphql(
+        self, query: str, variables: dict[str, Any] | None = None, *, token: str | None = None
+    ) -> dict[str, Any]:
+        """The whole GraphQL response body (data and errors)."""
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            response = await client.post(
+                f"{self.gateway_url}/graphql",
+                json={"query": query, "variables": variables or {}},
+                headers={"Authorization": f"Bearer {token or self.token()}"},
+            )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def commands(
+        self, requests: Sequence[tuple[str, dict[str, Any]]], *, token: str | None = None
+    ) -> list[httpx.Response]:
+        """POST each (path, body) to the registry service's command API, in order."""
+        headers = {"Authorization": f"Bearer {token or self.token()}"}
+        async with httpx.AsyncClient(base_url=self.registry_url, timeout=30.0) as client:
+            return [await client.post(path, json=body, headers=headers) for path, body in requests]
+
+    async def metrics(self) -> str:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            return (await client.get(f"{self.projector_url}/metrics")).text
+
+    # --- stores -------------------------------------------------------------------------
+
+    async def read_store(self) -> ReadStore:
+        """The read models the projector writes and the gateway reads."""
+        if self._read_store is None:
+            self._read_store = build_read_store(self.settings)
+            await prepare(self._read_store, self.settings)
+        return self._read_store
+
+    async def positions(self) -> dict[str, dict[int, int]]:
+        """Per projection, the next offset it will apply in each partition of the topic."""
+        store = await self.read_store()
+        return {
+            projection.name: {
+                p: await store.position(projection.name, f"{self.topic}:{p}")
+                for p in range(PARTITIONS)
+            }
+            for projection in build_projections(self.settings, REGIONS)
+        }
+
+    async def caught_up(self) -> bool:
+        """Every projection has applied every message now in the topic."""
+        ends = await topic_ends(self.bootstrap, self.topic)
+        positions = await self.positions()
+        return all(
+            by_partition.get(p, 0) >= end
+            for by_partition in positions.values()
+            for p, end in ends.items()
+        )
+
+    async def snapshot(self) -> Snapshot:
+        return await snapshot(await self.read_store())
+
+    async def replay(self, events: EventStore | None = None) -> Snapshot:
+        """Read models rebuilt from the registry service's event store (or ``events``)."""
+        path = self.workdir / f"replay-{uuid4().hex[:6]}.db"
+        if events is not None:
+            return await replayed(self.settings, events, path)
+        store = build_event_store(self.settings, "registry")
+        await store.start()
+        try:
+            return await replayed(self.settings, store, path)
+        finally:
+            await store.close()
+
+
+async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """The next offset of every partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every message now in ``topic``, in partition then offset order."""
+    ends = await topic_ends(bootstrap, topic)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in ends])
+        async with asyncio.timeout(DEADLINE):
+            while len(records) < sum(ends.values()):
+                batch = await consumer.getmany(timeout_ms=200)
+                for part in batch.values():
+                    records.extend(part)
+    finally:
+        await consumer.stop()
+    return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+async def produce(
+    bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None, Any]]
+) -> None:
+    """Send (key, value, headers) messages in order, each acknowledged by every replica."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value, headers in messages:
+            await producer.send_and_wait(topic, value=value, key=key, headers=headers or None)
+    finally:
+        await producer.stop()

@@ -1,0 +1,348 @@
+"""The distributed path as separate OS processes over a real Kafka-protocol broker.
+
+``shuangjian serve registry``, ``shuangjian project`` (faust) and ``shuangjian gateway``
+run as their own processes, configured only through ``SHUANGJIAN_*`` variables, against
+librdkafka's mock cluster (or the Kafka in ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``; MongoDB
+stores instead of SQLite when ``SHUANGJIAN_TEST_MONGODB_URI`` is set). Each fault the
+issue names is one test; each compares the read models with a full replay of the events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.common.application import CommandContext
+from services.common.auth import Role
+from services.common.config import Settings
+from services.common.kafka import KafkaBus, dead_letter_topic
+from services.common.sqlite import SQLiteEventStore
+from services.common.timeutil import SHANGHAI
+from services.registry.domain.commands import (
+    ApproveInstitution,
+    IssueWarningCard,
+    RegisterInstitution,
+)
+from services.registry.handlers import Registry
+from services.registry.projections import INSTITUTIONS, InstitutionsProjection
+from tests.factories import registration, valid_credit_code
+from tests.kafka.conftest import REAL_KAFKA
+from tests.kafka.deployment import (
+    Deployment,
+    eventually,
+    produce,
+    read_topic,
+    topic_ends,
+)
+from tests.kafka.mock import MockCluster
+from tests.kafka.readmodels import REGIONS
+from tests.rollups import recount, stored_rollups
+
+REGISTER = """
+mutation($input: RegisterInstitutionInput!) {
+  registerInstitution(input: $input) { id status region { code } }
+}"""
+APPROVE = """
+mutation($id: ID!, $licenseNo: String!) {
+  approveInstitution(id: $id, licenseNo: $licenseNo) { id status licenseNo }
+}"""
+RESUME = "mutation($id: ID!) { resumeInstitution(id: $id) { id status } }"
+STATS = """
+query($code: String!) {
+  region(code: $code) { stats { institutions { active approved pending subject } } }
+}"""
+INSTITUTION = "query($id: ID!) { institution(id: $id) { id status licenseNo } }"
+DISTRICTS = ["640402", "640422", "120101", "340103"]
+
+
+@pytest.fixture
+async def deploy(tmp_path: Path) -> AsyncIterator[Callable[[str, MockCluster | None], Deployment]]:
+    """Make deployments; stop their processes afterwards and show their logs on failure."""
+    made: list[Deployment] = []
+
+    def make(bootstrap: str, cluster: MockCluster | None = None) -> Deployment:
+        deployment = Deployment(tmp_path, bootstrap, cluster)
+        made.append(deployment)
+        return deployment
+
+    try:
+        yield make
+    finally:
+        for deployment in made:
+            await deployment.close()
+            print(deployment.output)  # pytest shows it only when the test failed
+
+
+@pytest.fixture
+async def deployment(deploy: Callable[[str, MockCluster | None], Deployment]) -> Deployment:
+    """All three processes on a broker whose topics exist up front (mock) or auto-create."""
+    if REAL_KAFKA:
+        return deploy(REAL_KAFKA, None)
+    cluster = MockCluster()  # closed by the deployment, after its processes stopped
+    return deploy(cluster.bootstrap, cluster)
+
+
+def data(body: dict[str, Any]) -> dict[str, Any]:
+    assert "errors" not in body, body["errors"]
+    result: dict[str, Any] = body["data"]
+    return result
+
+
+def code_of(body: dict[str, Any]) -> str:
+    return str(body["errors"][0]["extensions"]["code"])
+
+
+async def test_a_mutation_goes_gateway_service_kafka_projector_and_shows_in_graphql(
+    deployment: Deployment,
+) -> None:
+    await deployment.start()
+    guyuan = deployment.token(Role.OPERATOR, "640400")
+
+    body = await deployment.graphql(REGISTER, {"input": registration(id="qiming-1")}, token=guyuan)
+    # Read-your-writes across four hops: the answer waits until the projection has it.
+    assert data(body)["registerInstitution"] == {
+        "id": "qiming-1",
+        "status": "PENDING",
+        "region": {"code": "640402"},
+    }
+    approved = await deployment.graphql(
+        APPROVE, {"id": "qiming-1", "licenseNo": "教民1"}, token=guyuan
+    )
+    assert data(approved)["approveInstitution"]["status"] == "APPROVED"
+    for code in ("640402", "640400", "640000"):
+        stats = data(await deployment.graphql(STATS, {"code": code}))
+        assert stats["region"]["stats"]["institutions"] == {
+            "active": 1,
+            "approved": 1,
+            "pending": 0,
+            "subject": 1,
+        }
+
+    # The service's refusals reach the caller with their codes, and write nothing.
+    conflict = await deployment.graphql(RESUME, {"id": "qiming-1"}, token=guyuan)
+    assert code_of(conflict) == "CONFLICT"
+    hefei = deployment.token(Role.OPERATOR, "340103")
+    forbidden = await deployment.graphql(
+        REGISTER, {"input": registration(id="elsewhere")}, token=hefei
+    )
+    assert code_of(forbidden) == "FORBIDDEN"
+    missing = await deployment.graphql(APPROVE, {"id": "nobody", "licenseNo": "X"}, token=guyuan)
+    assert code_of(missing) == "NOT_FOUND"
+
+    await eventually(deployment.caught_up, "the projector to reach the end of the topic")
+    assert await deployment.snapshot() == await deployment.replay()
+    lags = served_lags(await deployment.metrics())
+    assert lags and all(lag == 0 for lag in lags.values()), lags
+
+
+def served_lags(metrics: str) -> dict[tuple[str, str], float]:
+    return {
+        (sample.labels["topic"], sample.labels["partition"]): sample.value
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "shuangjian_projector_lag"
+        for sample in family.samples
+    }
+
+
+async def generate(store: SQLiteEventStore, settings: Settings, total: int) -> None:
+    """Exactly ``total`` events from the real command handlers: registrations, approvals, cards."""
+    registry = Registry(store, REGIONS, settings.registry_policy())
+    ctx = CommandContext(actor="kafka-suite")
+    n = 0
+    while True:
+        region = DISTRICTS[n % len(DISTRICTS)]
+        ident = f"i{n:05d}"
+        subject = n % 3 == 0
+        steps: list[Any] = [
+            RegisterInstitution(
+                id=ident,
+                name=f"机构{n}",
+                credit_code=valid_credit_code(region, f"MA{n:07d}"),
+                region=region,
+                category="SUBJECT" if subject else "NON_SUBJECT",
+                non_subject_kind=None if subject else "ARTS",
+                mode="ONLINE" if n % 5 == 0 else "OFFLINE",
+                occurred_at=datetime(2018 + n % 3, 1 + n % 12, 1 + n % 28, tzinfo=SHANGHAI),
+            )
+        ]
+        if n % 2 == 0:
+            steps.append(ApproveInstitution(id=ident, license_no=f"L{n}"))
+        if n % 5 == 0:
+            steps.append(IssueWarningCard(id=ident, color="YELLOW", reason="预收费超期"))
+        for command in steps:
+            if await store.max_position() >= total:
+                return
+            await registry.handle(command, ctx)
+        n += 1
+
+
+async def test_kill_9_the_projector_mid_stream_and_restart_equals_a_full_replay(
+    deployment: Deployment,
+) -> None:
+    """5,000 events stream in; the projector dies without a chance to flush or commit."""
+    total = 5_000
+    await deployment.start(deployment.projector)
+    source = SQLiteEventStore(deployment.workdir / "source.events.db")
+    await source.start()
+    bus = KafkaBus(deployment.bootstrap, topic_prefix=deployment.prefix, partitions=3)
+    try:
+        await generate(source, deployment.settings, total)
+        events = await source.read_all(limit=total)
+        assert len(events) == total
+        await bus.start()
+        half = total // 2
+        for start in range(0, half, 250):  # as the relay would, a batch at a time
+            await bus.publish(events[start : start + 250])
+
+        async def applied() -> int:
+            positions = await deployment.positions()
+            return sum(positions[InstitutionsProjection.name].values())
+
+        await eventually(lambda: _at_least(applied, 1_000), "the projector to apply 1,000")
+        deployment.projector.kill9()
+        at_kill = await applied()
+        assert 1_000 <= at_kill < half, at_kill  # killed mid-stream, batches unfinished
+
+        for start in range(half, total, 250):  # the stream goes on while no projector runs
+            await bus.publish(events[start : start + 250])
+        await deployment.start(deployment.projector)
+        await eventually(deployment.caught_up, "the restarted projector to catch up")
+
+        got = await deployment.snapshot()
+        assert got == await deployment.replay(source)
+        docs = got[INSTITUTIONS.name]
+        assert await stored_rollups(await deployment.read_store()) == recount(
+            docs, REGIONS, deployment.settings.registry_policy()
+        )
+        assert len(docs) > 2_500 and any(doc["status"] == "APPROVED" for doc in docs)
+        lags = served_lags(await deployment.metrics())
+        assert lags and all(lag == 0 for lag in lags.values()), lags
+    finally:
+        await bus.close()
+        await source.close()
+
+
+async def _at_least(count: Callable[[], Any], wanted: int) -> bool:
+    return int(await count()) >= wanted
+
+
+def registrations(prefix: str, count: int) -> list[tuple[str, dict[str, Any]]]:
+    requests: list[tuple[str, dict[str, Any]]] = []
+    for n in range(count):
+        region = DISTRICTS[n % 2]  # both in 固原, so a 640400 operator may write them
+        ident = f"{prefix}-{n}"
+        requests.append(
+            (
+                "/v1/institutions",
+                {
+                    "id": ident,
+                    "name": f"{prefix}机构{n}",
+                    "credit_code": valid_credit_code(region, f"MB{n:07d}"),
+                    "region": region,
+                    "category": "NON_SUBJECT",
+                    "non_subject_kind": "SPORTS",
+                    "mode": "OFFLINE",
+                },
+            )
+        )
+        requests.append((f"/v1/institutions/{ident}/approve", {"license_no": f"体{n}"}))
+    return requests
+
+
+@pytest.mark.skipif(bool(REAL_KAFKA), reason="takes the brokers down: needs the mock cluster")
+async def test_commands_are_accepted_while_kafka_is_down_and_all_arrive_once_it_is_back(
+    deployment: Deployment,
+) -> None:
+    cluster = deployment.cluster
+    assert cluster is not None
+    await deployment.start()
+    guyuan = deployment.token(Role.OPERATOR, "640400")
+    data(await deployment.graphql(REGISTER, {"input": registration(id="before")}, token=guyuan))
+
+    cluster.down()
+    accepted = await deployment.commands(registrations("outage", 20), token=guyuan)
+    assert [r.status_code for r in accepted] == [201, 200] * 20, accepted[-1].text
+    # Reads keep working from the read store; the new institutions are not there yet.
+    stats = data(await deployment.graphql(STATS, {"code": "640400"}))
+    assert stats["region"]["stats"]["institutions"]["approved"] == 0
+    await eventually(
+        lambda: _logged(deployment, "relay.retry"), "the registry's relay to fail and back off"
+    )
+
+    cluster.up()
+
+    async def all_there() -> bool:
+        stats = data(await deployment.graphql(STATS, {"code": "640400"}))
+        return bool(stats["region"]["stats"]["institutions"]["approved"] == 20)
+
+    await eventually(all_there, "every command accepted during the outage to be projected")
+    await eventually(deployment.caught_up, "the projector to reach the end of the topic")
+    assert await deployment.snapshot() == await deployment.replay()
+
+
+async def _logged(deployment: Deployment, text: str) -> bool:
+    return text in deployment.registry.output
+
+
+async def test_every_event_delivered_twice_leaves_the_read_models_identical(
+    deployment: Deployment,
+) -> None:
+    await deployment.start()
+    guyuan = deployment.token(Role.OPERATOR, "640400")
+    accepted = await deployment.commands(registrations("twice", 10), token=guyuan)
+    assert all(r.status_code < 300 for r in accepted)
+    await eventually(deployment.caught_up, "the projector to apply the first delivery")
+    once = await deployment.snapshot()
+    assert once == await deployment.replay()
+
+    # At-least-once delivery: the relay may send a batch again. Here: all of it.
+    records = await read_topic(deployment.bootstrap, deployment.topic)
+    assert len(records) == 20
+    await produce(
+        deployment.bootstrap,
+        deployment.topic,
+        [(r.key, r.value, list(r.headers)) for r in records],
+    )
+    assert sum((await topic_ends(deployment.bootstrap, deployment.topic)).values()) == 40
+    await eventually(deployment.caught_up, "the projector to apply the second delivery")
+    assert await deployment.snapshot() == once
+
+    # And the stream goes on as before.
+    body = await deployment.graphql(APPROVE, {"id": "twice-0", "licenseNo": "X"}, token=guyuan)
+    assert code_of(body) == "CONFLICT"  # approved already: the service still knows
+    after = await deployment.graphql(REGISTER, {"input": registration(id="after")}, token=guyuan)
+    assert data(after)["registerInstitution"]["status"] == "PENDING"
+
+
+async def test_a_malformed_message_is_dead_lettered_and_later_events_still_apply(
+    deployment: Deployment,
+) -> None:
+    await deployment.start()
+    guyuan = deployment.token(Role.OPERATOR, "640400")
+    # Same keys as the institutions registered next: same partitions, just before them.
+    garbage = [
+        (b"late-1", b"\x00 not an envelope", []),
+        (b"late-2", json.dumps({"type": "registry.InstitutionRegistered"}).encode(), []),
+    ]
+    await produce(deployment.bootstrap, deployment.topic, garbage)
+    for ident in ("late-1", "late-2"):
+        body = await deployment.graphql(REGISTER, {"input": registration(id=ident)}, token=guyuan)
+        assert data(body)["registerInstitution"]["id"] == ident
+    institution = data(await deployment.graphql(INSTITUTION, {"id": "late-2"}))
+    assert institution["institution"]["status"] == "PENDING"
+
+    letters = await read_topic(deployment.bootstrap, dead_letter_topic(deployment.prefix))
+    assert len(letters) == 2
+    bodies = {json.loads(letter.value or b"{}")["topic"] for letter in letters}
+    assert bodies == {deployment.topic}
+    reasons = sorted(dict(letter.headers)["reason"].decode() for letter in letters)
+    assert reasons[0].startswith("id: Field required") and "stream: Field required" in reasons[0]
+    assert reasons[1].startswith("not JSON"), reasons
+    await eventually(deployment.caught_up, "the projector to move past the garbage")
+    assert await deployment.snapshot() == await deployment.replay()
