@@ -185,8 +185,18 @@ class KafkaBus(Bus):
         self._producer = producer
         log.info("kafka.bus.connected", bootstrap=self.bootstrap)
         if not self._topics_settled:
-            brokers = len(producer.client.cluster.brokers()) or 1
-            await self._create_topics(min(self.replication, brokers))
+            cluster = producer.client.cluster
+            if cluster.controller is None:
+                # No controller, no CreateTopics (librdkafka's mock cluster, for one).
+                self._topics_settled = True
+                log.warning(
+                    "kafka.topics.not_created",
+                    topics=self.topics,
+                    reason="the cluster names no controller; pre-create or auto-create them",
+                )
+            else:
+                brokers = len(cluster.brokers()) or 1
+                await self._create_topics(min(self.replication, brokers))
         return producer
 
     async def _create_topics(self, replication: int) -> None:
