@@ -17,6 +17,7 @@ from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from services.bootstrap import build_event_store, build_projections, build_read_store
@@ -98,6 +99,7 @@ class Deployment:
                 cluster.create_topic(events_topic(self.prefix, service), PARTITIONS, 3)
             cluster.create_topic(dead_letter_topic(self.prefix), 1, 3)
         self._read_store: ReadStore | None = None
+        self._topics_created = False
 
     @property
     def topic(self) -> str:
@@ -108,6 +110,9 @@ class Deployment:
     async def start(self, *processes: Process) -> None:
         """Start processes (all by default) and wait, without blocking the loop, for each."""
         chosen = processes or self.processes
+        if self.cluster is None and not self._topics_created:
+            await create_topics(self.bootstrap, [self.topic, dead_letter_topic(self.prefix)])
+            self._topics_created = True
         for process in chosen:
             process.start(wait=False)
         for process in chosen:
@@ -172,13 +177,13 @@ class Deployment:
             await prepare(self._read_store, self.settings)
         return self._read_store
 
-    async def positions(self) -> dict[str, dict[int, int]]:
+    async def positions(self, partitions: Sequence[int] = ()) -> dict[str, dict[int, int]]:
         """Per projection, the next offset it will apply in each partition of the topic."""
         store = await self.read_store()
+        partitions = partitions or list(await topic_ends(self.bootstrap, self.topic))
         return {
             projection.name: {
-                p: await store.position(projection.name, f"{self.topic}:{p}")
-                for p in range(PARTITIONS)
+                p: await store.position(projection.name, f"{self.topic}:{p}") for p in partitions
             }
             for projection in build_projections(self.settings, REGIONS)
         }
@@ -186,7 +191,7 @@ class Deployment:
     async def caught_up(self) -> bool:
         """Every projection has applied every message now in the topic."""
         ends = await topic_ends(self.bootstrap, self.topic)
-        positions = await self.positions()
+        positions = await self.positions(list(ends))
         return all(
             by_partition.get(p, 0) >= end
             for by_partition in positions.values()
@@ -207,6 +212,20 @@ class Deployment:
             return await replayed(self.settings, store, path)
         finally:
             await store.close()
+
+
+async def create_topics(bootstrap: str, names: Sequence[str]) -> None:
+    """On a real cluster: the topics exist before any worker subscribes (as in production)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        cluster = admin._client.cluster
+        if cluster.controller is None:  # no CreateTopics here: the broker auto-creates
+            return
+        brokers = len(cluster.brokers()) or 1
+        await admin.create_topics([NewTopic(n, PARTITIONS, min(3, brokers)) for n in names])
+    finally:
+        await admin.close()
 
 
 async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
