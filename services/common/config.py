@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         le=300.0,
         description="Seconds before the group gives a silent projector's partitions to another.",
     )
+    projector_commit_interval: float = Field(
+        2.8,
+        gt=0,
+        le=60,
+        description="Seconds between Kafka offset commits (offsets of applied batches only).",
+    )
     registry_url: str = Field(
         "http://127.0.0.1:8001",
         description="Where the distributed gateway sends registry commands.",

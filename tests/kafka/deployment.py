@@ -70,6 +70,7 @@ class Deployment:
             "projector_web_port": projector_port,
             # A killed projector's partitions move to its successor after this long.
             "projector_session_timeout": 6,
+            "projector_commit_interval": 0.5,
             # A publish stuck on a broker that went away is retried after this long.
             "kafka_publish_timeout": 3,
         }
@@ -224,6 +225,18 @@ async def create_topics(bootstrap: str, names: Sequence[str]) -> None:
             return
         brokers = len(cluster.brokers()) or 1
         await admin.create_topics([NewTopic(n, PARTITIONS, min(3, brokers)) for n in names])
+    finally:
+        await admin.close()
+
+
+async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The consumer group's committed offset in each partition of ``topic`` (0: none)."""
+    partitions = [TopicPartition(topic, p) for p in await topic_ends(bootstrap, topic)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        return {tp.partition: max(meta.offset, 0) for tp, meta in offsets.items()}
     finally:
         await admin.close()
 
