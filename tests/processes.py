@@ -109,8 +109,22 @@ class Process:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(timeout=STOP_WITHIN)
 
-    def stop(self) -> int | None:
-        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code."""
+    def interrupt(self) -> int:
+        """Ctrl-C: SIGINT, then wait for the process to exit; returns its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=STOP_WITHIN)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{self.name} did not exit within {STOP_WITHIN}s of SIGINT:\n{self.last_output}"
+            ) from None
+
+    def stop(self, *, strict: bool = True) -> int | None:
+        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code.
+
+        ``strict``: a process that had to be killed fails the test (not in teardown).
+        """
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
         self.process.terminate()
@@ -119,10 +133,20 @@ class Process:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=STOP_WITHIN)
-            raise AssertionError(f"{self.name} ignored SIGTERM:\n{self.output}") from None
+            if strict:
+                raise AssertionError(f"{self.name} ignored SIGTERM:\n{self.output}") from None
+            return self.process.returncode
+
+    @property
+    def last_output(self) -> str:
+        """What the latest run printed."""
+        if not self.logs or not self.logs[-1].exists():
+            return ""
+        return self.logs[-1].read_text(encoding="utf-8", errors="replace")
 
     @property
     def output(self) -> str:
+        """What every run printed, each under its log file's name."""
         return "\n".join(
             f"--- {log.name} ---\n{log.read_text(encoding='utf-8', errors='replace')}"
             for log in self.logs

@@ -16,16 +16,15 @@ from services.common.projection import DEAD_LETTERS, ProjectionRunner, project
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteEventStore
 from services.common.timeutil import SHANGHAI
-from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
+from services.registry.domain.commands import ApproveInstitution
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
 from services.registry.projections import INSTITUTIONS, InstitutionsProjection
-from tests.factories import valid_credit_code
+from tests.factories import numbered_registration
 from tests.rollups import recount, stored_rollups
 
 REGIONS = RegionTree.load()
 POLICY = RegistryPolicy()
-DISTRICTS = ["640402", "640422", "120101", "340103"]
 COLLECTIONS = [c.name for c in InstitutionsProjection.collections]
 
 
@@ -40,21 +39,7 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
 async def register_many(registry: Registry, count: int, start: int = 0) -> None:
     ctx = CommandContext(actor="test")
     for n in range(start, start + count):
-        region = DISTRICTS[n % len(DISTRICTS)]
-        subject = n % 3 == 0
-        await registry.handle(
-            RegisterInstitution(
-                id=f"i{n:03d}",
-                name=f"机构{n}",
-                credit_code=valid_credit_code(region, f"MA{n:07d}"),
-                region=region,
-                category="SUBJECT" if subject else "NON_SUBJECT",
-                non_subject_kind=None if subject else "ARTS",
-                mode="ONLINE" if n % 5 == 0 else "OFFLINE",
-                occurred_at=datetime(2020 + n % 3, 1 + n % 12, 1, tzinfo=SHANGHAI),
-            ),
-            ctx,
-        )
+        await registry.handle(numbered_registration(n), ctx)
         if n % 2 == 0:
             await registry.handle(ApproveInstitution(id=f"i{n:03d}", license_no=f"L{n}"), ctx)
 

@@ -9,6 +9,7 @@ when ``SHUANGJIAN_TEST_MONGODB_URI`` is set.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -36,12 +37,17 @@ DEADLINE = 60.0  # generous: CI machines are slow; the tests never wait a fixed 
 
 
 async def eventually(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout: float = DEADLINE
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = DEADLINE
 ) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` when the deadline passes."""
+    """Poll ``condition`` (plain or async) until it holds; fail naming ``what`` at the deadline."""
+
+    async def holds() -> bool:
+        result = condition()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
     try:
         async with asyncio.timeout(timeout):
-            while not await condition():  # noqa: ASYNC110 - state lives in other processes
+            while not await holds():  # noqa: ASYNC110 - state lives in other processes
                 await asyncio.sleep(0.05)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
@@ -178,10 +184,9 @@ class Deployment:
             await prepare(self._read_store, self.settings)
         return self._read_store
 
-    async def positions(self, partitions: Sequence[int] = ()) -> dict[str, dict[int, int]]:
-        """Per projection, the next offset it will apply in each partition of the topic."""
+    async def positions(self, partitions: Sequence[int]) -> dict[str, dict[int, int]]:
+        """Per projection, the next offset it will apply in each of these partitions."""
         store = await self.read_store()
-        partitions = partitions or list(await topic_ends(self.bootstrap, self.topic))
         return {
             projection.name: {
                 p: await store.position(projection.name, f"{self.topic}:{p}") for p in partitions

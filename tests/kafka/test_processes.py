@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,13 @@ from services.common.auth import Role
 from services.common.config import Settings
 from services.common.kafka import KafkaBus, dead_letter_topic
 from services.common.sqlite import SQLiteEventStore
-from services.common.timeutil import SHANGHAI
 from services.registry.domain.commands import (
     ApproveInstitution,
     IssueWarningCard,
-    RegisterInstitution,
 )
 from services.registry.handlers import Registry
 from services.registry.projections import INSTITUTIONS, InstitutionsProjection
-from tests.factories import registration, valid_credit_code
+from tests.factories import DISTRICTS, numbered_registration, registration, valid_credit_code
 from tests.kafka.conftest import REAL_KAFKA
 from tests.kafka.deployment import (
     Deployment,
@@ -59,7 +56,6 @@ query($code: String!) {
   region(code: $code) { stats { institutions { active approved pending subject } } }
 }"""
 INSTITUTION = "query($id: ID!) { institution(id: $id) { id status licenseNo } }"
-DISTRICTS = ["640402", "640422", "120101", "340103"]
 
 
 @pytest.fixture
@@ -157,21 +153,8 @@ async def generate(store: SQLiteEventStore, settings: Settings, total: int) -> N
     ctx = CommandContext(actor="kafka-suite")
     n = 0
     while True:
-        region = DISTRICTS[n % len(DISTRICTS)]
-        ident = f"i{n:05d}"
-        subject = n % 3 == 0
-        steps: list[Any] = [
-            RegisterInstitution(
-                id=ident,
-                name=f"机构{n}",
-                credit_code=valid_credit_code(region, f"MA{n:07d}"),
-                region=region,
-                category="SUBJECT" if subject else "NON_SUBJECT",
-                non_subject_kind=None if subject else "ARTS",
-                mode="ONLINE" if n % 5 == 0 else "OFFLINE",
-                occurred_at=datetime(2018 + n % 3, 1 + n % 12, 1 + n % 28, tzinfo=SHANGHAI),
-            )
-        ]
+        ident = f"i{n:03d}"
+        steps: list[Any] = [numbered_registration(n)]
         if n % 2 == 0:
             steps.append(ApproveInstitution(id=ident, license_no=f"L{n}"))
         if n % 5 == 0:
@@ -277,7 +260,8 @@ async def test_commands_are_accepted_while_kafka_is_down_and_all_arrive_once_it_
     stats = data(await deployment.graphql(STATS, {"code": "640400"}))
     assert stats["region"]["stats"]["institutions"]["approved"] == 0
     await eventually(
-        lambda: _logged(deployment, "relay.retry"), "the registry's relay to fail and back off"
+        lambda: "relay.retry" in deployment.registry.output,
+        "the registry's relay to fail and back off",
     )
 
     cluster.up()
@@ -289,10 +273,6 @@ async def test_commands_are_accepted_while_kafka_is_down_and_all_arrive_once_it_
     await eventually(all_there, "every command accepted during the outage to be projected")
     await eventually(deployment.caught_up, "the projector to reach the end of the topic")
     assert await deployment.snapshot() == await deployment.replay()
-
-
-async def _logged(deployment: Deployment, text: str) -> bool:
-    return text in deployment.registry.output
 
 
 async def test_every_event_delivered_twice_leaves_the_read_models_identical(

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -32,12 +31,10 @@ from services.common.kafka import dead_letter_topic, events_topic
 from services.common.ports import ReadStore
 from services.common.projection import DEAD_LETTERS
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
-from services.common.timeutil import SHANGHAI
 from services.projector import build_projector
 from services.registry.domain.commands import (
     ApproveInstitution,
     IssueWarningCard,
-    RegisterInstitution,
     SuspendInstitution,
 )
 from services.registry.handlers import Registry
@@ -45,12 +42,12 @@ from services.registry.projections import (
     INSTITUTION_EVENTS,
     INSTITUTIONS,
 )
-from tests.factories import envelope, valid_credit_code
+from tests.factories import envelope, numbered_registration
+from tests.kafka.deployment import eventually
 from tests.kafka.readmodels import REGIONS, Snapshot, prepare, replayed, snapshot
 from tests.processes import free_port
 from tests.rollups import recount, stored_rollups
 
-DISTRICTS = ["640402", "640422", "120101", "340103"]
 DEADLINE = 15.0  # seconds a worker gets to catch up; the tests never sleep a fixed time
 
 
@@ -79,22 +76,8 @@ async def registry_events(settings: Settings, path: Path, count: int = 12) -> li
         registry = Registry(store, REGIONS, settings.registry_policy())
         ctx = CommandContext(actor="test")
         for n in range(count):
-            region = DISTRICTS[n % len(DISTRICTS)]
-            subject = n % 3 == 0
             ident = f"i{n:03d}"
-            await registry.handle(
-                RegisterInstitution(
-                    id=ident,
-                    name=f"机构{n}",
-                    credit_code=valid_credit_code(region, f"MA{n:07d}"),
-                    region=region,
-                    category="SUBJECT" if subject else "NON_SUBJECT",
-                    non_subject_kind=None if subject else "ARTS",
-                    mode="ONLINE" if n % 5 == 0 else "OFFLINE",
-                    occurred_at=datetime(2020 + n % 3, 1 + n % 12, 1, tzinfo=SHANGHAI),
-                ),
-                ctx,
-            )
+            await registry.handle(numbered_registration(n), ctx)
             if n % 2 == 0:
                 await registry.handle(ApproveInstitution(id=ident, license_no=f"L{n}"), ctx)
             if n % 4 == 0:
@@ -148,13 +131,6 @@ async def running(app: faust.App) -> AsyncIterator[faust.App]:
         await app.stop()
 
 
-async def until(condition: Callable[[], Awaitable[bool]], timeout: float = DEADLINE) -> None:
-    """Poll ``condition`` until it holds; TimeoutError when the deadline passes first."""
-    async with asyncio.timeout(timeout):
-        while not await condition():  # noqa: ASYNC110 - state in another process's store
-            await asyncio.sleep(0.05)
-
-
 def caught_up(store: ReadStore, settings: Settings, topic: str, ends: dict[int, int]) -> Any:
     """Every projection has committed every partition up to its end."""
     names = [p.name for p in build_projections(settings, REGIONS)]
@@ -181,7 +157,7 @@ async def test_projects_what_the_embedded_runner_projects(
     port = free_port()
     app = build_projector(settings, read_store=read_store, batch_within=0.2, web_port=port)
     async with running(app):
-        await until(caught_up(read_store, settings, topic, ends))
+        await eventually(caught_up(read_store, settings, topic, ends), "the worker", DEADLINE)
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
 
@@ -214,7 +190,7 @@ async def test_every_event_delivered_twice_gives_identical_read_models(
     await prepare(read_store, settings)
 
     async with running(build_projector(settings, read_store=read_store, batch_within=0.2)):
-        await until(caught_up(read_store, settings, topic, ends))
+        await eventually(caught_up(read_store, settings, topic, ends), "the worker", DEADLINE)
     assert await snapshot(read_store) == expected
 
     # Another consumer group reads the topic from the start: every message again.
@@ -230,12 +206,8 @@ async def test_every_event_delivered_twice_gives_identical_read_models(
 
     again.projector.apply = counting  # type: ignore[method-assign]
     async with running(again):
-        await until(lambda: _ready(len(consumed) >= sum(ends.values())))
+        await eventually(lambda: len(consumed) >= sum(ends.values()), "redelivery", DEADLINE)
     assert await snapshot(read_store) == expected
-
-
-async def _ready(value: bool) -> bool:
-    return value
 
 
 async def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
@@ -259,7 +231,7 @@ async def test_malformed_messages_are_dead_lettered_and_the_stream_goes_on(
 
     async with running(build_projector(settings, read_store=read_store, batch_within=0.2)):
         # Every partition moves to its end, even one whose last message is garbage.
-        await until(caught_up(read_store, settings, topic, ends))
+        await eventually(caught_up(read_store, settings, topic, ends), "the worker", DEADLINE)
 
     got = await snapshot(read_store)
     parked = got.pop(DEAD_LETTERS.name)
