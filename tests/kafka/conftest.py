@@ -6,7 +6,7 @@ first use (auto-create) or up front through ``MockCluster.create_topic``, so cli
 not insist on declaring them.
 
 ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP`` points the same tests at a real cluster instead; the
-tests that need to take brokers down (``mock_cluster``) are skipped then, with that reason.
+tests that need to take brokers down are skipped then, with that reason.
 """
 
 from __future__ import annotations
@@ -22,25 +22,22 @@ REAL_KAFKA = os.environ.get("SHUANGJIAN_TEST_KAFKA_BOOTSTRAP")
 
 
 @pytest.fixture
-def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap servers of a fresh broker: the mock cluster, or a real one if configured."""
+def kafka_cluster() -> Iterator[MockCluster | None]:
+    """A fresh mock cluster (its brokers can be taken down), or None on a configured Kafka."""
     if REAL_KAFKA:
-        yield REAL_KAFKA
+        yield None
         return
-    cluster = MockCluster()
-    try:
-        yield cluster.bootstrap
-    finally:
-        cluster.close()
-
-
-@pytest.fixture
-def mock_cluster() -> Iterator[MockCluster]:
-    """A mock cluster whose brokers a test can take down and bring back."""
-    if REAL_KAFKA:
-        pytest.skip("takes brokers down: needs the mock cluster, not a real Kafka")
     cluster = MockCluster()
     try:
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def kafka_bootstrap(kafka_cluster: MockCluster | None) -> str:
+    """Bootstrap servers of the test's broker: the mock cluster, or a real one if configured."""
+    if REAL_KAFKA:
+        return REAL_KAFKA
+    assert kafka_cluster is not None
+    return kafka_cluster.bootstrap

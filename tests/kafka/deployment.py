@@ -126,11 +126,8 @@ class Deployment:
             await asyncio.to_thread(process.wait_ready)
 
     async def close(self) -> None:
-        """Stop the processes, then the mock cluster (it is this deployment's own)."""
         for process in self.processes:
             process.stop()
-        if self.cluster is not None:
-            self.cluster.close()
         if self._read_store is not None:
             await self._read_store.close()
         if MONGODB_URI:

@@ -12,7 +12,6 @@ or a step back past what was applied, is an error.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -28,10 +27,10 @@ from services.common.kafka import KafkaBus, dead_letter_topic, events_topic
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore
 from tests.factories import commit, envelope
+from tests.kafka.conftest import REAL_KAFKA
 from tests.kafka.mock import MockCluster
 from tests.kafka.proxy import TcpProxy, closed_port, first_address
 
-REAL_KAFKA = bool(os.environ.get("SHUANGJIAN_TEST_KAFKA_BOOTSTRAP"))
 # Short timeouts keep the outage tests to a few seconds; production uses the defaults.
 FAST: dict[str, Any] = {"request_timeout_ms": 2_000, "publish_timeout": 3.0}
 BOUND = 10.0  # no test step may take longer than this
@@ -298,7 +297,7 @@ async def test_the_same_bus_connects_once_kafka_becomes_reachable(
     assert versions_by_stream(records) == {s: [1, 2, 3] for s in streams}
 
 
-@pytest.mark.skipif(REAL_KAFKA, reason="needs brokers the test can shut down")
+@pytest.mark.skipif(bool(REAL_KAFKA), reason="needs brokers the test can shut down")
 async def test_losing_the_brokers_mid_session_fails_publish_in_bounded_time_and_recovers() -> None:
     """The connected producer's brokers vanish: its buffered sends would retry forever.
 

@@ -59,30 +59,16 @@ INSTITUTION = "query($id: ID!) { institution(id: $id) { id status licenseNo } }"
 
 
 @pytest.fixture
-async def deploy(tmp_path: Path) -> AsyncIterator[Callable[[str, MockCluster | None], Deployment]]:
-    """Make deployments; stop their processes afterwards and show their logs on failure."""
-    made: list[Deployment] = []
-
-    def make(bootstrap: str, cluster: MockCluster | None = None) -> Deployment:
-        deployment = Deployment(tmp_path, bootstrap, cluster)
-        made.append(deployment)
-        return deployment
-
+async def deployment(
+    tmp_path: Path, kafka_cluster: MockCluster | None, kafka_bootstrap: str
+) -> AsyncIterator[Deployment]:
+    """All three processes on the test's broker; stopped before the broker is."""
+    deployment = Deployment(tmp_path, kafka_bootstrap, kafka_cluster)
     try:
-        yield make
+        yield deployment
     finally:
-        for deployment in made:
-            await deployment.close()
-            print(deployment.output)  # pytest shows it only when the test failed
-
-
-@pytest.fixture
-async def deployment(deploy: Callable[[str, MockCluster | None], Deployment]) -> Deployment:
-    """All three processes on a broker whose topics exist up front (mock) or auto-create."""
-    if REAL_KAFKA:
-        return deploy(REAL_KAFKA, None)
-    cluster = MockCluster()  # closed by the deployment, after its processes stopped
-    return deploy(cluster.bootstrap, cluster)
+        await deployment.close()
+        print(deployment.output)  # pytest shows it only when the test failed
 
 
 def data(body: dict[str, Any]) -> dict[str, Any]:
