@@ -52,27 +52,20 @@ from services.common.ports import (
     Query,
     Range,
     ReadStore,
+    check_commit,
     decode_cursor,
     encode_cursor,
     latest_puts,
+    safe_name,
 )
-from services.common.sqlite import check_commit
 
 Doc = dict[str, Any]
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _POSITIONS = "_positions"
 # Compare-and-set loops only lose to a concurrent writer of the same document; this many
 # losses in a row means something is wrong, and the caller should retry the whole batch.
 _ATTEMPTS = 20
 
 Transactions = Literal["auto", "on", "off"]
-
-
-def _check_name(name: str) -> str:
-    """Top-level field and collection names only: a dot or ``$`` would change the query."""
-    if not _NAME.match(name):
-        raise ValueError(f"not a safe identifier: {name!r}")
-    return name
 
 
 # --- event store ------------------------------------------------------------------------
@@ -99,7 +92,7 @@ class MongoEventStore(EventStore):
         gap_grace: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.commits: AsyncCollection[Doc] = db[f"{_check_name(service)}_commits"]
+        self.commits: AsyncCollection[Doc] = db[f"{safe_name(service)}_commits"]
         self.counters: AsyncCollection[Doc] = db[f"{service}_counters"]
         self.gap_grace = gap_grace
         self.clock = clock
@@ -346,11 +339,11 @@ class MongoReadStore(ReadStore):
     async def ensure(self, specs: Sequence[CollectionSpec]) -> None:
         await self.positions.create_index([("projection", 1)], name="by_projection")  # reset()
         for spec in specs:
-            if _check_name(spec.name) == _POSITIONS:
+            if safe_name(spec.name) == _POSITIONS:
                 raise ValueError(f"{_POSITIONS} is the adapter's own collection")
             coll = self.db[spec.name]
             for name in spec.indexes:
-                await coll.create_index([(_check_name(name), 1), ("_id", 1)], name=f"by_{name}")
+                await coll.create_index([(safe_name(name), 1), ("_id", 1)], name=f"by_{name}")
         self._known.update(spec.name for spec in specs)
 
     def _coll(self, collection: str) -> AsyncCollection[Doc]:
@@ -372,7 +365,7 @@ class MongoReadStore(ReadStore):
     async def find(self, query: Query) -> Page:
         coll = self._coll(query.collection)
         where = _where(query.filters)
-        order = "_id" if query.order_by == "id" else _check_name(query.order_by)
+        order = "_id" if query.order_by == "id" else safe_name(query.order_by)
         page = where
         if query.after:
             value, key = decode_cursor(query.after)
@@ -469,7 +462,7 @@ class MongoReadStore(ReadStore):
         grouped: dict[str, dict[str, list[Increment]]] = {}
         for inc in increments:
             for name in inc.deltas:
-                _check_name(name)
+                safe_name(name)
             grouped.setdefault(inc.collection, {}).setdefault(inc.key, []).append(inc)
         for collection, by_key in grouped.items():
             coll = colls[collection]
@@ -613,7 +606,7 @@ def _any(flt: AnyOf) -> Doc:
 
 
 def _clause(flt: Filter) -> Doc:
-    name = "_id" if flt.field == "id" else _check_name(flt.field)
+    name = "_id" if flt.field == "id" else safe_name(flt.field)
     match flt:
         case Eq(value=value):
             return {name: {"$eq": value}}

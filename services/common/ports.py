@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,7 +234,31 @@ class ReadStore(abc.ABC):
     async def close(self) -> None: ...
 
 
-# --- helpers every ReadStore adapter shares ---------------------------------------------
+# --- helpers every adapter shares -------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def safe_name(name: str) -> str:
+    """Collection and top-level field names only: a dot, ``$`` or quote would change a query."""
+    if not _NAME.match(name):
+        raise ValueError(f"not a safe identifier: {name!r}")
+    return name
+
+
+def check_commit(events: Sequence[Envelope], expected_version: int) -> None:
+    """A commit is non-empty, of one stream, and continues it without a gap."""
+    if not events:
+        raise ValueError("a commit needs at least one event")
+    stream = events[0].stream
+    for offset, event in enumerate(events, start=1):
+        if event.stream != stream:
+            raise ValueError("a commit holds events of one stream")
+        if event.version != expected_version + offset:
+            raise ValueError(
+                f"event {event.id} has version {event.version}, "
+                f"expected {expected_version + offset}: versions are gapless"
+            )
 
 
 def encode_cursor(value: Any, key: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,20 +34,15 @@ from services.common.ports import (
     Query,
     Range,
     ReadStore,
+    check_commit,
     decode_cursor,
     encode_cursor,
     latest_puts,
     merge_increments,
+    safe_name,
 )
 
 T = TypeVar("T")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-def _check_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise ValueError(f"not a safe identifier: {name!r}")
-    return name
 
 
 class SQLiteDatabase:
@@ -136,21 +130,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 def _decode_row(position: int, body: str) -> Envelope:
     return Envelope.model_validate_json(body).with_position(position)
-
-
-def check_commit(events: Sequence[Envelope], expected_version: int) -> None:
-    """A commit is non-empty, of one stream, and continues it without a gap."""
-    if not events:
-        raise ValueError("a commit needs at least one event")
-    stream = events[0].stream
-    for offset, event in enumerate(events, start=1):
-        if event.stream != stream:
-            raise ValueError("a commit holds events of one stream")
-        if event.version != expected_version + offset:
-            raise ValueError(
-                f"event {event.id} has version {event.version}, "
-                f"expected {expected_version + offset}: versions are gapless"
-            )
 
 
 class SQLiteEventStore(EventStore):
@@ -313,7 +292,7 @@ class SQLiteReadStore(ReadStore):
     def _table(self, collection: str) -> str:
         if collection not in self._known:
             raise KeyError(f"unknown collection {collection!r}: call ensure() first")
-        return f"rm_{_check_name(collection)}"
+        return f"rm_{safe_name(collection)}"
 
     async def get(self, collection: str, key: str) -> dict[str, Any] | None:
         table = self._table(collection)
@@ -425,14 +404,14 @@ class SQLiteReadStore(ReadStore):
 
 
 def _create_collection(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
-    table = f"rm_{_check_name(spec.name)}"
+    table = f"rm_{safe_name(spec.name)}"
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {table} "
         "(key TEXT PRIMARY KEY, version INTEGER NOT NULL DEFAULT 0, doc TEXT NOT NULL)"
     )
     for name in spec.indexes:
         conn.execute(
-            f"CREATE INDEX IF NOT EXISTS ix_{spec.name}_{_check_name(name)} "
+            f"CREATE INDEX IF NOT EXISTS ix_{spec.name}_{safe_name(name)} "
             f"ON {table} ({_field(name)}, key)"
         )
 
@@ -446,7 +425,7 @@ def _position(conn: sqlite3.Connection, projection: str, source: str) -> int:
 
 
 def _field(name: str) -> str:
-    return f"json_extract(doc, '$.{_check_name(name)}')"
+    return f"json_extract(doc, '$.{safe_name(name)}')"
 
 
 def _sql_value(value: Any) -> Any:
