@@ -164,7 +164,7 @@ async def main() -> None:
         await platform.start()
         try:
             with Stopwatch() as loading:
-                loaded = await load_demo(platform.registry, platform.regions)
+                loaded = await load_demo(platform.commands, platform.regions)
                 await platform.settle()
             region_rows, list_rows = await run(platform)
         finally:

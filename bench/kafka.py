@@ -73,6 +73,7 @@ from services.demo import credit_code
 from services.projector import Record, build_projector
 from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
 from services.registry.handlers import Registry
+from services.registry.settings import RegistrySettings
 
 SEED = 20261123
 EVENTS = 20_000
@@ -183,7 +184,7 @@ async def write_events(path: Path, regions: RegionTree, settings: Settings) -> l
     store = SetupEventStore(path)
     await store.start()
     try:
-        registry = Registry(store, regions, settings.registry_policy())
+        registry = Registry(store, regions, RegistrySettings().policy())
         ctx = CommandContext(actor=ACTOR)
         for cmd in make_workload(regions, EVENTS):
             await registry.handle(cmd, ctx)

@@ -1,12 +1,20 @@
-"""Wiring, once: adapters chosen from ``Settings``, services, relays, projections.
+"""The composition root: the modules, and every process built from them.
 
-``Platform`` is the embedded one-process suite (``shuangjian up``). The distributed
-entry points reuse the same builders for the parts they run.
+``MODULES`` lists the services. From it, and adapters chosen from ``Settings``:
+
+* ``build_platform``: the embedded one-process suite (``shuangjian up``);
+* ``service_app``: one service alone (``shuangjian serve <service>``);
+* ``build_projector`` in ``services/projector.py`` takes its projections and topics from
+  here (``shuangjian project``);
+* ``gateway_app``: the GraphQL gateway alone (``shuangjian gateway``).
+
+Nothing else names a service: adding one is its package, one line in ``MODULES`` and one
+line in the gateway's composer (``services/gateway/schema.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,27 +23,39 @@ import structlog
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from services.common.application import Outcome
+from services.common.application import CommandContext, Outcome
+from services.common.audit import AuditTrailProjection
 from services.common.auth import TokenVerifier, load_or_create_secret
-from services.common.config import Settings
+from services.common.commands import Command
+from services.common.config import ServiceSettings, Settings
 from services.common.envelope import Envelope
 from services.common.memory import InProcessBus
+from services.common.module import CommandService, ServiceModule, Wiring
 from services.common.ports import Bus, EventStore, ReadStore
-from services.common.projection import DEAD_LETTERS, Projection, ProjectionRunner
+from services.common.projection import Projection, ProjectionRunner, collections_of
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
+from services.common.topology import Topology
 from services.gateway.app import BodyLimit, create_app
-from services.gateway.remote import DistributedBackend, RemoteRegistry
-from services.registry.api import create_registry_api
-from services.registry.domain.rules import RegistryPolicy
-from services.registry.handlers import Registry
-from services.registry.projections import InstitutionEventsProjection, InstitutionsProjection
+from services.gateway.remote import DistributedBackend
+from services.registry.module import MODULE as REGISTRY
 
 log = structlog.get_logger(__name__)
 
-# Services with an event store today; inspections and finance join as they are built.
-SERVICES = ("registry",)
+MODULES: tuple[ServiceModule[Any], ...] = (REGISTRY,)
+
+Modules = Sequence[ServiceModule[Any]]
+ServiceSettingsMap = Mapping[str, ServiceSettings]
+
+
+def service_settings(modules: Modules = MODULES) -> dict[str, ServiceSettings]:
+    """Each module's own settings, read from the environment."""
+    return {m.name: m.settings() for m in modules}
+
+
+def topology(settings: Settings, modules: Modules = MODULES) -> Topology:
+    return Topology(settings.kafka_topic_prefix, tuple(m.name for m in modules))
 
 
 def _mongo_database(settings: Settings) -> Any:
@@ -71,18 +91,19 @@ def build_read_store(settings: Settings) -> ReadStore:
     return SQLiteReadStore(settings.data_dir / "read-models.db")
 
 
-def build_bus(settings: Settings) -> Bus:
+def build_bus(settings: Settings, modules: Modules = MODULES) -> Bus:
     """Kafka when configured; the in-process bus otherwise (embedded, one process)."""
     if settings.bus == "kafka":
         from services.common.kafka import KafkaBus
 
         assert settings.kafka_bootstrap is not None
+        topics = topology(settings, modules)
         return KafkaBus(
             settings.kafka_bootstrap,
-            topic_prefix=settings.kafka_topic_prefix,
+            topic_prefix=topics.prefix,
             partitions=settings.kafka_partitions,
             replication=settings.kafka_replication,
-            services=SERVICES,
+            services=topics.services,
             publish_timeout=settings.kafka_publish_timeout,
             request_timeout_ms=int(settings.kafka_publish_timeout * 500),
         )
@@ -103,11 +124,31 @@ def build_verifier(settings: Settings, regions: RegionTree) -> TokenVerifier:
     )
 
 
-def build_projections(settings: Settings, regions: RegionTree) -> list[Projection]:
-    return [
-        InstitutionsProjection(regions, settings.registry_policy()),
-        InstitutionEventsProjection(),
-    ]
+def build_projections(
+    settings: Settings,
+    regions: RegionTree,
+    modules: Modules = MODULES,
+    own: ServiceSettingsMap | None = None,
+) -> list[Projection]:
+    """Every module's projections, and the audit trail that follows all of them."""
+    own = own or service_settings(modules)
+    projections = [p for m in modules for p in m.projections(regions, own[m.name])]
+    audit = AuditTrailProjection({m.name: m.audit_subject for m in modules})
+    return [*projections, audit]
+
+
+class Commands:
+    """Sends each command to the service that owns its type."""
+
+    def __init__(self, modules: Modules, services: Mapping[str, CommandService]) -> None:
+        self.owners = {kind: m.name for m in modules for kind in m.command_types}
+        self.services = dict(services)
+
+    async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[Any]:
+        owner = self.owners.get(type(cmd))
+        if owner is None:
+            raise TypeError(f"no service takes {type(cmd).__name__}")
+        return await self.services[owner].handle(cmd, ctx)
 
 
 @dataclass
@@ -116,16 +157,17 @@ class Platform:
 
     settings: Settings
     regions: RegionTree
+    modules: Modules
+    service_settings: ServiceSettingsMap
     event_stores: dict[str, EventStore]
     read_store: ReadStore
     bus: InProcessBus
     runner: ProjectionRunner
-    registry: Registry
+    services: dict[str, CommandService]
     relays: list[OutboxRelay] = field(default_factory=list)
 
-    @property
-    def policy(self) -> RegistryPolicy:
-        return self.registry.policy
+    def __post_init__(self) -> None:
+        self.commands = Commands(self.modules, self.services)
 
     async def start(self) -> None:
         for store in self.event_stores.values():
@@ -145,6 +187,14 @@ class Platform:
             await store.close()
         await self.read_store.close()
         log.info("platform.stopped")
+
+    # --- the gateway's Backend --------------------------------------------------------
+
+    async def execute(self, cmd: Command, ctx: CommandContext) -> Outcome[Any]:
+        return await self.commands.handle(cmd, ctx)
+
+    def config(self, service: str) -> ServiceSettings:
+        return self.service_settings[service]
 
     async def applied(self, events: Sequence[Envelope], timeout: float = 5.0) -> bool:
         """Wait until the read models reflect ``events`` (read-your-writes for mutations)."""
@@ -172,27 +222,36 @@ class Platform:
         await self.runner.catch_up()
 
 
-def build_platform(settings: Settings) -> Platform:
+def build_platform(
+    settings: Settings,
+    modules: Modules = MODULES,
+    own: ServiceSettingsMap | None = None,
+) -> Platform:
+    """The embedded suite; ``own`` overrides the modules' settings (tests)."""
+    own = own or service_settings(modules)
     regions = RegionTree.load()
-    stores = {service: build_event_store(settings, service) for service in SERVICES}
+    stores = {m.name: build_event_store(settings, m.name) for m in modules}
     bus = InProcessBus()
-    relays = {s: OutboxRelay(store, bus, name=s) for s, store in stores.items()}
+    relays = {name: OutboxRelay(store, bus, name=name) for name, store in stores.items()}
     read_store = build_read_store(settings)
-    runner = ProjectionRunner(build_projections(settings, regions), read_store, stores, bus)
-    registry = Registry(
-        stores["registry"],
-        regions,
-        settings.registry_policy(),
-        on_commit=relays["registry"].notify,
-    )
+    projections = build_projections(settings, regions, modules, own)
+    runner = ProjectionRunner(projections, read_store, stores, bus)
+    services = {
+        m.name: m.application(
+            Wiring(stores[m.name], regions, own[m.name], on_commit=relays[m.name].notify)
+        )
+        for m in modules
+    }
     return Platform(
         settings=settings,
         regions=regions,
+        modules=modules,
+        service_settings=own,
         event_stores=stores,
         read_store=read_store,
         bus=bus,
         runner=runner,
-        registry=registry,
+        services=services,
         relays=list(relays.values()),
     )
 
@@ -201,28 +260,41 @@ def embedded_app(
     platform: Platform,
     verifier: TokenVerifier,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    schema: Any = None,
 ) -> ASGIApp:
-    """GraphQL at /graphql and the registry's command API at /api/registry, one process."""
-    app = create_app(platform, verifier, lifespan)
-    app.mount("/api/registry", create_registry_api(platform.registry, verifier))
+    """GraphQL at /graphql and each service's command API at /api/<service>, one process."""
+    app = create_app(platform, verifier, lifespan, schema)
+    for module in platform.modules:
+        app.mount(f"/api/{module.name}", module.api(platform.services[module.name], verifier))
     return BodyLimit(app, platform.settings.max_body_bytes)
 
 
-def registry_service_app(settings: Settings) -> ASGIApp:
-    """`shuangjian serve registry`: the command API, its event store and its outbox relay."""
+def module_named(name: str, modules: Modules = MODULES) -> ServiceModule[Any]:
+    for module in modules:
+        if module.name == name:
+            return module
+    raise KeyError(f"no service {name!r}; there are {', '.join(m.name for m in modules)}")
+
+
+def service_app(
+    settings: Settings, module: ServiceModule[Any], own: ServiceSettings | None = None
+) -> ASGIApp:
+    """`shuangjian serve <service>`: its command API, its event store and its outbox relay."""
     regions = RegionTree.load()
-    store = build_event_store(settings, "registry")
+    store = build_event_store(settings, module.name)
     bus = build_bus(settings)
-    relay = OutboxRelay(store, bus, name="registry")
-    registry = Registry(store, regions, settings.registry_policy(), on_commit=relay.notify)
-    api = create_registry_api(registry, build_verifier(settings, regions))
+    relay = OutboxRelay(store, bus, name=module.name)
+    wiring = Wiring(store, regions, own or module.settings(), on_commit=relay.notify)
+    api = module.api(module.application(wiring), build_verifier(settings, regions))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.start()
         await bus.start()
         relay.start()
-        log.info("registry.serving", bus=settings.bus, event_store=settings.event_store)
+        log.info(
+            "service.serving", service=module.name, bus=settings.bus, store=settings.event_store
+        )
         try:
             yield
         finally:
@@ -230,7 +302,7 @@ def registry_service_app(settings: Settings) -> ASGIApp:
             await bus.close()
             await store.close()
 
-    app = FastAPI(title="Shuangjian registry service", lifespan=lifespan)
+    app = FastAPI(title=f"Shuangjian {module.name} service", lifespan=lifespan)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -240,40 +312,43 @@ def registry_service_app(settings: Settings) -> ASGIApp:
     return BodyLimit(app, settings.max_body_bytes)
 
 
-def gateway_app(settings: Settings) -> ASGIApp:
+def gateway_app(
+    settings: Settings,
+    modules: Modules = MODULES,
+    own: ServiceSettingsMap | None = None,
+    schema: Any = None,
+) -> ASGIApp:
     """`shuangjian gateway`: GraphQL over the read store, commands to the services over HTTP."""
+    own = own or service_settings(modules)
     regions = RegionTree.load()
     read_store = build_read_store(settings)
-    registry = RemoteRegistry(settings.registry_url)
+    clients = {m.name: m.client(own[m.name].url) for m in modules}
     tail = None
     if settings.kafka_bootstrap:
-        from services.common.kafka import KafkaTail, events_topic
+        from services.common.kafka import KafkaTail
 
         # Subscriptions read every service's topic; the consumer starts with the first one.
-        topics = [events_topic(settings.kafka_topic_prefix, s) for s in SERVICES]
-        tail = KafkaTail(settings.kafka_bootstrap, topics)
+        tail = KafkaTail(settings.kafka_bootstrap, topology(settings, modules).event_topics)
     backend = DistributedBackend(
         regions,
         read_store,
-        registry,
-        settings.registry_policy(),
+        Commands(modules, clients),
+        own,
         live_events=tail.events if tail is not None else None,
     )
-    collections = [
-        DEAD_LETTERS,
-        *(c for p in build_projections(settings, regions) for c in p.collections),
-    ]
+    collections = collections_of(build_projections(settings, regions, modules, own))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await read_store.ensure(list({c.name: c for c in collections}.values()))
+        await read_store.ensure(collections)
         try:
             yield
         finally:
             if tail is not None:
                 await tail.close()
-            await registry.close()
+            for client in clients.values():
+                await client.close()
             await read_store.close()
 
-    app = create_app(backend, build_verifier(settings, regions), lifespan)
+    app = create_app(backend, build_verifier(settings, regions), lifespan, schema)
     return BodyLimit(app, settings.max_body_bytes)

@@ -19,12 +19,14 @@ from fastapi import FastAPI
 from rich.console import Console
 
 from services.bootstrap import (
+    MODULES,
     Platform,
     build_platform,
     build_verifier,
     embedded_app,
     gateway_app,
-    registry_service_app,
+    module_named,
+    service_app,
 )
 from services.common.auth import Role, issue_token, load_or_create_secret
 from services.common.config import Settings
@@ -49,11 +51,12 @@ def main() -> None:
 
 async def load_demo_once(platform: Platform) -> None:
     """The demo goes in on the first start only; later starts keep what the data dir holds."""
-    if await platform.event_stores["registry"].max_position() > 0:
-        console.print("Data dir already holds events: demo data not loaded again.")
-        return
+    for store in platform.event_stores.values():
+        if await store.max_position() > 0:
+            console.print("Data dir already holds events: demo data not loaded again.")
+            return
     with console.status("Loading demo data (固原, 天津, 重庆江北, 合肥庐阳)…"):
-        count = await load_demo(platform.registry, platform.regions)
+        count = await load_demo(platform.commands, platform.regions)
         await platform.settle()
     console.print(f"Loaded {count} demo institutions.")
 
@@ -115,15 +118,17 @@ class QuietServer(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
 
-class ServiceName(enum.StrEnum):
-    registry = "registry"
+# The services `serve` can run: every module of the composition root.
+ServiceName = enum.StrEnum("ServiceName", [(m.name, m.name) for m in MODULES])  # type: ignore[misc]
 
 
 @app.command()
 def serve(
     service: Annotated[ServiceName, typer.Argument(help="Which service to run.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port of the command API.")] = 8001,
+    port: Annotated[
+        int | None, typer.Option(help="Port of the command API (each service has its own).")
+    ] = None,
 ) -> None:
     """Run one service: its command API (OpenAPI at /openapi.json), store and outbox relay.
 
@@ -131,7 +136,8 @@ def serve(
     """
     settings = Settings.model_validate({})
     configure_logging(settings.log_level, settings.log_format)
-    serve_app(registry_service_app(settings), host, port)
+    module = module_named(service.value)
+    serve_app(service_app(settings, module), host, port or module.port)
 
 
 @app.command()

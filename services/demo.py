@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from services.common.application import CommandContext
+from services.common.module import CommandService
 from services.common.regions import RegionTree
 from services.common.timeutil import SHANGHAI
 from services.registry.domain.commands import (
@@ -33,7 +34,6 @@ from services.registry.domain.commands import (
     SuspendInstitution,
 )
 from services.registry.domain.rules import CREDIT_CODE_CHARS, credit_code_check_char
-from services.registry.handlers import Registry
 
 KINDS = ["SPORTS", "ARTS", "SCIENCE_TECH", "COMPREHENSIVE_PRACTICE"]
 SUBJECT_WORDS = ["启明", "博学", "育才", "思源", "明德", "致远", "优学", "新航道", "状元", "学而思"]
@@ -95,7 +95,7 @@ def _moment(rng: random.Random, start: date, end: date) -> datetime:
     return datetime(day.year, day.month, day.day, rng.randrange(8, 18), tzinfo=SHANGHAI)
 
 
-async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -> int:
+async def load_demo(commands: CommandService, regions: RegionTree, seed: int = 2021) -> int:
     """Register (and mostly approve) the demo institutions; returns how many."""
     rng = random.Random(seed)
     ctx = CommandContext(actor="demo-loader")
@@ -109,7 +109,7 @@ async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -
             name = f"{district.name}{rng.choice(SUBJECT_WORDS)}{tail}"
             institution_id = f"demo-{plan.region}-{n:03d}"
             registered = _moment(rng, date(2016, 1, 1), date(2021, 5, 1))
-            await registry.handle(
+            await commands.handle(
                 RegisterInstitution(
                     id=institution_id,
                     name=name,
@@ -125,7 +125,7 @@ async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -
             )
             if plan.approved is None or n <= plan.approved:
                 approved = registered + timedelta(days=rng.randrange(20, 60))
-                await registry.handle(
+                await commands.handle(
                     ApproveInstitution(
                         id=institution_id,
                         license_no=f"教民{plan.region}{registered.year}{n:04d}号",
@@ -134,13 +134,13 @@ async def load_demo(registry: Registry, regions: RegionTree, seed: int = 2021) -
                     ctx,
                 )
             count += 1
-        await _after_the_policy(registry, plan, rng, ctx)
-    await _warnings(registry, ctx)
+        await _after_the_policy(commands, plan, rng, ctx)
+    await _warnings(commands, ctx)
     return count
 
 
 async def _after_the_policy(
-    registry: Registry, plan: DistrictPlan, rng: random.Random, ctx: CommandContext
+    commands: CommandService, plan: DistrictPlan, rng: random.Random, ctx: CommandContext
 ) -> None:
     """What the district did with its SUBJECT institutions once the policy came in."""
     ids = [f"demo-{plan.region}-{n:03d}" for n in range(1, plan.subject + 1)]
@@ -150,21 +150,21 @@ async def _after_the_policy(
     for n, institution_id in enumerate(closing):
         at = _moment(rng, date(2021, 8, 1), date(2022, 6, 30))
         if n % 2:
-            await registry.handle(
+            await commands.handle(
                 RevokeInstitution(
                     id=institution_id, reason="取缔：违规开展学科类培训", occurred_at=at
                 ),
                 ctx,
             )
         else:
-            await registry.handle(
+            await commands.handle(
                 ExitInstitution(id=institution_id, reason="有序退出，已完成退费", occurred_at=at),
                 ctx,
             )
     for institution_id in turning:
         at = _moment(rng, date(2021, 9, 1), date(2022, 12, 31))
         kind = rng.choice(KINDS)
-        await registry.handle(
+        await commands.handle(
             ReclassifyInstitution(
                 id=institution_id, category="NON_SUBJECT", non_subject_kind=kind, occurred_at=at
             ),
@@ -173,16 +173,16 @@ async def _after_the_policy(
     if plan.converted:
         for institution_id in staying:
             at = _moment(rng, date(2021, 9, 1), date(2021, 12, 31))
-            await registry.handle(ConvertToNonProfit(id=institution_id, occurred_at=at), ctx)
+            await commands.handle(ConvertToNonProfit(id=institution_id, occurred_at=at), ctx)
     unlicensed = [
         f"demo-{plan.region}-{n:03d}" for n in range(plan.subject + plan.non_subject, 0, -1)
     ]
     for institution_id in unlicensed[: plan.blacklisted]:
         at = datetime(2022, 3, 15, 10, tzinfo=SHANGHAI)
-        await registry.handle(
+        await commands.handle(
             RevokeInstitution(id=institution_id, reason="无证办学，予以取缔", occurred_at=at), ctx
         )
-        await registry.handle(
+        await commands.handle(
             SetListMark(
                 id=institution_id, mark="BLACKLIST", reason="取缔后向社会公示", occurred_at=at
             ),
@@ -190,17 +190,17 @@ async def _after_the_policy(
         )
 
 
-async def _warnings(registry: Registry, ctx: CommandContext) -> None:
+async def _warnings(commands: CommandService, ctx: CommandContext) -> None:
     """合肥庐阳: warning cards, one institution twice RED (a suspension is recommended)."""
     at = datetime(2023, 11, 6, 10, tzinfo=SHANGHAI)
     for n, color in ((50, "YELLOW"), (51, "YELLOW"), (52, "RED"), (52, "RED")):
-        await registry.handle(
+        await commands.handle(
             IssueWarningCard(
                 id=f"demo-340103-{n:03d}", color=color, reason="消防安全检查不合格", occurred_at=at
             ),
             ctx,
         )
-    await registry.handle(
+    await commands.handle(
         SuspendInstitution(id="demo-340103-053", reason="停业整顿：消防通道堵塞", occurred_at=at),
         ctx,
     )

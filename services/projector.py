@@ -29,13 +29,12 @@ import structlog
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from services.bootstrap import SERVICES, build_projections, build_read_store
+from services.bootstrap import MODULES, Modules, build_projections, build_read_store, topology
 from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent
-from services.common.kafka import dead_letter_topic, events_topic
 from services.common.ports import Batch, ReadStore
-from services.common.projection import DEAD_LETTERS, Projection, project
+from services.common.projection import Projection, collections_of, project
 from services.common.regions import RegionTree
 
 log = structlog.get_logger(__name__)
@@ -133,8 +132,7 @@ class Projector:
     async def prepare(self) -> None:
         if self._prepared:
             return
-        specs = [DEAD_LETTERS, *(s for p in self.projections for s in p.collections)]
-        await self.read_store.ensure(list({s.name: s for s in specs}.values()))
+        await self.read_store.ensure(collections_of(self.projections))
         self._prepared = True
 
     def forget(self) -> None:
@@ -232,6 +230,7 @@ def build_projector(
     batch_within: float = 0.5,
     web_port: int | None = None,
     retry_delay: float = 1.0,
+    modules: Modules = MODULES,
 ) -> ProjectorApp:
     """A faust app with one agent per service topic that runs the platform's projections.
 
@@ -241,13 +240,13 @@ def build_projector(
     """
     if not settings.kafka_bootstrap:
         raise ValueError("the projector needs SHUANGJIAN_KAFKA_BOOTSTRAP")
-    prefix = settings.kafka_topic_prefix
+    topics = topology(settings, modules)
     own_store = read_store is None
     store = read_store if read_store is not None else build_read_store(settings)
-    projections = build_projections(settings, regions or RegionTree.load())
+    projections = build_projections(settings, regions or RegionTree.load(), modules)
 
     app = ProjectorApp(
-        group_id or f"{prefix}-projector",
+        group_id or topics.group,
         broker=faust_brokers(settings.kafka_bootstrap),
         # Topics are created by the platform (or auto-created by the broker); the workers
         # never declare them, and need no leader election (no tables, no timers).
@@ -265,7 +264,7 @@ def build_projector(
         broker_heartbeat_interval=settings.projector_session_timeout / 10,
     )
     dead_letters = app.topic(
-        dead_letter_topic(prefix),
+        topics.dead_letters,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
@@ -317,9 +316,9 @@ def build_projector(
 
         return consume
 
-    for service in SERVICES:
+    for service in topics.services:
         topic = app.topic(
-            events_topic(prefix, service),
+            topics.events(service),
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",

@@ -1,6 +1,9 @@
 """The application layer shared by the services: load, decide, append, retry.
 
-``Application.execute`` is the one path every command takes:
+``Application.handle`` takes a command, finds its handler in the service's
+``CommandTable``, checks the id and business time every command has, and lets the handler
+say what the aggregate should decide. ``Application.execute`` is then the one path every
+command takes:
 
 1. With an idempotency key, look for the commit that key already produced. If it is
    there, decide again on the state before it: the same events mean a retry (nothing
@@ -22,8 +25,15 @@ from uuid import UUID, uuid4, uuid5
 
 from services.common.aggregate import Aggregate, Change, EventTypes
 from services.common.auth import SYSTEM, Principal
+from services.common.commands import (
+    Call,
+    Command,
+    CommandTable,
+    business_time,
+    entity_id,
+)
 from services.common.envelope import Envelope
-from services.common.errors import ConcurrencyConflict, Conflict, Forbidden
+from services.common.errors import BadInput, ConcurrencyConflict, Conflict, Forbidden
 from services.common.ports import EventStore
 from services.common.timeutil import utc_now
 
@@ -68,9 +78,8 @@ class Outcome(Generic[A]):
 
 
 class Application(Generic[A]):
-    """One service's command side over one event store."""
+    """One aggregate type's command side over its service's event store."""
 
-    service: str
     max_attempts = 3
 
     def __init__(
@@ -78,6 +87,7 @@ class Application(Generic[A]):
         store: EventStore,
         events: EventTypes,
         factory: Callable[[str], A],
+        commands: CommandTable,
         *,
         clock: Callable[[], datetime] = utc_now,
         on_commit: Callable[[], None] | None = None,
@@ -85,6 +95,7 @@ class Application(Generic[A]):
         self.store = store
         self.events = events
         self.factory = factory
+        self.commands = commands
         self.clock = clock
         self.on_commit = on_commit
 
@@ -93,9 +104,17 @@ class Application(Generic[A]):
         aggregate = self.factory(stream)
         stored = await self.store.read_stream(stream, to_version=to_version)
         aggregate.replay([(self.events.decode(e), e.occurred_at) for e in stored])
-        if stored:
-            aggregate.region = stored[-1].region
         return aggregate
+
+    async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[A]:
+        """Decide ``cmd`` with the handler its table names, and store what it decided."""
+        route = self.commands.route(cmd)
+        if cmd.id is None and not route.creates:
+            raise BadInput("id is required", field="id")
+        stream = entity_id(cmd.id)
+        at = business_time(cmd.occurred_at, self.clock())
+        decide = await route.handler(cmd, Call(self, stream, at))
+        return await self.execute(stream, decide, ctx)
 
     async def execute(
         self, stream: str, decide: Callable[[A], None], ctx: CommandContext

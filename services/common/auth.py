@@ -20,19 +20,13 @@ from typing import Any
 
 import jwt
 
-from services.common.errors import Forbidden, ShuangjianError
+from services.common.errors import Forbidden, ShuangjianError, Unauthenticated
 from services.common.regions import RegionTree
 from services.common.timeutil import utc_now
 
 AUDIENCE = "shuangjian"
 ISSUER = "shuangjian"
 SECRET_FILE = "jwt-secret"
-
-
-class Unauthenticated(ShuangjianError):
-    """No token, or one that does not verify: HTTP 401."""
-
-    code = "UNAUTHENTICATED"
 
 
 class Role(enum.StrEnum):

@@ -1,23 +1,37 @@
-"""One configuration object, from ``SHUANGJIAN_*`` environment variables (or a .env file).
+"""The platform's configuration, from ``SHUANGJIAN_*`` environment variables (or a .env file).
 
 Unset means embedded: SQLite files under the data dir and an in-process bus. Each
-adapter is chosen on its own, so any combination is valid.
+adapter is chosen on its own, so any combination is valid. ``Settings`` holds what every
+process shares (adapters, Kafka, MongoDB, tokens, limits); each service adds its own
+settings class on ``ServiceSettings`` (its policy numbers, where it listens), read from
+the same variables.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import abc
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.registry.domain.rules import RegistryPolicy
+SOURCES = SettingsConfigDict(env_prefix="SHUANGJIAN_", env_file=".env", extra="ignore")
+
+
+class ServiceSettings(BaseSettings):
+    """Base of a service's own settings; ``url`` is where other processes reach its API."""
+
+    model_config = SOURCES
+
+    @property
+    @abc.abstractmethod
+    def url(self) -> str:
+        """Where the distributed gateway sends this service's commands."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SHUANGJIAN_", env_file=".env", extra="ignore")
+    model_config = SOURCES
 
     data_dir: Path = Field(Path("var"), description="Where the SQLite files live.")
     host: str = "127.0.0.1"
@@ -57,10 +71,6 @@ class Settings(BaseSettings):
         le=60,
         description="Seconds between Kafka offset commits (offsets of applied batches only).",
     )
-    registry_url: str = Field(
-        "http://127.0.0.1:8001",
-        description="Where the distributed gateway sends registry commands.",
-    )
     mongodb_uri: str | None = Field(None, repr=False)  # may hold a password
     mongodb_database: str = "shuangjian"
     mongodb_transactions: Literal["auto", "on", "off"] = Field(
@@ -81,23 +91,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 
-    # Policy dates (national defaults; a jurisdiction may override).
-    policy_start: date = date(2021, 7, 24)
-    non_profit_deadline: date = date(2021, 12, 31)
-    baseline_date: date = date(2021, 7, 24)
-    authority_overrides: dict[str, dict[str, str]] = Field(
-        default_factory=dict,
-        description='Per region prefix, e.g. {"43": {"ARTS": "EDUCATION"}} (JSON in the env var).',
-    )
-    baseline_overrides: dict[str, date] = Field(
-        default_factory=dict,
-        description='Per region prefix, another baseline day, e.g. {"12": "2021-09-01"}.',
-    )
-    red_cards_for_suspension: int = Field(
-        2, ge=0, description="RED cards that recommend suspension; 0 turns the rule off."
-    )
-    red_while_overdue_recommends_suspension: bool = True
-
     @model_validator(mode="after")
     def _choose_adapters(self) -> Settings:
         default: Literal["sqlite", "mongodb"] = "mongodb" if self.mongodb_uri else "sqlite"
@@ -109,14 +102,3 @@ class Settings(BaseSettings):
         if self.bus == "kafka" and not self.kafka_bootstrap:
             raise ValueError("SHUANGJIAN_KAFKA_BOOTSTRAP is required for the kafka bus")
         return self
-
-    def registry_policy(self) -> RegistryPolicy:
-        return RegistryPolicy(
-            policy_start=self.policy_start,
-            non_profit_deadline=self.non_profit_deadline,
-            baseline_date=self.baseline_date,
-            authority_overrides=self.authority_overrides,
-            baseline_overrides=self.baseline_overrides,
-            red_cards_for_suspension=self.red_cards_for_suspension,
-            red_while_overdue_recommends_suspension=self.red_while_overdue_recommends_suspension,
-        )

@@ -43,6 +43,12 @@ class ConcurrencyConflict(Conflict):
     """An append's expected version is stale: somebody else wrote the stream first."""
 
 
+class Unauthenticated(ShuangjianError):
+    """No token, or one that does not verify: HTTP 401."""
+
+    code = "UNAUTHENTICATED"
+
+
 class Forbidden(ShuangjianError):
     code = "FORBIDDEN"
 
@@ -55,3 +61,26 @@ class MalformedEvent(ShuangjianError):
     """An event that cannot be read or applied; it is parked with this reason."""
 
     code = "MALFORMED_EVENT"
+
+
+# The one table of what each code means over HTTP. An HTTP edge answers a caller's error
+# with its status; a client turns a status-and-code answer back into the same exception.
+HTTP_STATUS: dict[type[ShuangjianError], int] = {
+    BadInput: 422,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+BY_CODE: dict[str, type[ShuangjianError]] = {kind.code: kind for kind in HTTP_STATUS}
+
+
+def http_status(error: ShuangjianError) -> int:
+    """The HTTP status of an error (500 for anything not meant for the caller)."""
+    return HTTP_STATUS.get(BY_CODE.get(error.code, ShuangjianError), 500)
+
+
+def from_code(code: str | None, message: str, field: str | None = None) -> ShuangjianError:
+    """The error a remote service reported; an unknown code means it is unavailable."""
+    return BY_CODE.get(code or "", Unavailable)(message, field=field)

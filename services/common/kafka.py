@@ -43,21 +43,14 @@ from aiokafka.errors import (
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent, Unavailable
 from services.common.ports import Bus
+from services.common.topology import dead_letter_topic, events_topic
+
+__all__ = ["KafkaBus", "KafkaTail", "TailSubscription", "dead_letter_topic", "events_topic"]
 
 log = structlog.get_logger(__name__)
 
 # Failures that mean "the broker cannot take it now" rather than "a bug here".
 _TRANSIENT = (KafkaError, TimeoutError, OSError)
-
-
-def events_topic(prefix: str, service: str) -> str:
-    """The topic that carries one service's events."""
-    return f"{prefix}.{service}.events"
-
-
-def dead_letter_topic(prefix: str) -> str:
-    """Where consumers park events they cannot process (Guarantee 7)."""
-    return f"{prefix}.dead-letters"
 
 
 def headers_of(event: Envelope) -> list[tuple[str, bytes]]:
@@ -80,7 +73,7 @@ class KafkaBus(Bus):
         partitions: int = 6,
         replication: int = 3,
         client_id: str = "shuangjian",
-        services: Sequence[str] = ("registry",),
+        services: Sequence[str] = (),
         request_timeout_ms: int = 15_000,
         publish_timeout: float = 30.0,
         linger_ms: int = 5,

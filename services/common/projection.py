@@ -126,7 +126,8 @@ class Projection(abc.ABC):
     """Builds read models from events of the listed services."""
 
     name: ClassVar[str]
-    sources: ClassVar[tuple[str, ...]]
+    # The services whose events it reads (an instance may set its own).
+    sources: tuple[str, ...]
     collections: ClassVar[tuple[CollectionSpec, ...]]
 
     @abc.abstractmethod
@@ -190,6 +191,12 @@ async def project(
     return unit.position
 
 
+def collections_of(projections: Sequence[Projection]) -> list[CollectionSpec]:
+    """Every collection the projections write, and the dead letters, once each."""
+    specs = [DEAD_LETTERS, *(c for p in projections for c in p.collections)]
+    return list({c.name: c for c in specs}.values())
+
+
 class ProjectionRunner:
     """Runs projections in this process, woken by the in-process bus, reading the stores.
 
@@ -221,8 +228,7 @@ class ProjectionRunner:
         self._task: asyncio.Task[None] | None = None
 
     async def prepare(self) -> None:
-        specs = [DEAD_LETTERS, *(s for p in self.projections for s in p.collections)]
-        await self.read_store.ensure(list({s.name: s for s in specs}.values()))
+        await self.read_store.ensure(collections_of(self.projections))
         for projection in self.projections:
             for source in projection.sources:
                 pos = await self.read_store.position(projection.name, source)

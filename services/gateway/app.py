@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import strawberry
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -19,7 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.fastapi import GraphQLRouter
 
-from services.common.auth import TokenVerifier, Unauthenticated
+from services.common.auth import TokenVerifier
+from services.common.errors import Unauthenticated
 from services.gateway.context import Backend, GatewayContext
 from services.gateway.schema import build_schema
 
@@ -142,6 +144,7 @@ def create_app(
     backend: Backend,
     verifier: TokenVerifier,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    schema: strawberry.Schema | None = None,
 ) -> FastAPI:
     async def context(connection: HTTPConnection) -> GatewayContext:
         header = connection.headers.get("authorization")
@@ -154,7 +157,9 @@ def create_app(
         return GatewayContext(backend, principal)
 
     app = FastAPI(title="Shuangjian", lifespan=lifespan)
-    router = ShuangjianGraphQL(build_schema(), context_getter=context, graphql_ide="graphiql")
+    router = ShuangjianGraphQL(
+        schema or build_schema(), context_getter=context, graphql_ide="graphiql"
+    )
     router.verifier = verifier
     app.include_router(router, prefix="/graphql")
 

@@ -10,23 +10,22 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
 from services.common.application import CommandContext, Outcome
-from services.common.auth import Principal, Unauthenticated
+from services.common.auth import Principal
+from services.common.commands import Command
+from services.common.config import ServiceSettings
 from services.common.envelope import Envelope
-from services.common.errors import Forbidden
+from services.common.errors import Forbidden, Unauthenticated
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
 from services.common.timeutil import local_date, utc_now
-from services.registry.domain.commands import RegistryCommand
-from services.registry.domain.rules import RegistryPolicy
-from services.registry.projections import INSTITUTIONS, REGION_STATS
-
-
-class RegistryCommands(Protocol):
-    async def handle(self, cmd: RegistryCommand, ctx: CommandContext) -> Outcome[Any]: ...
 
 
 class Backend(Protocol):
-    """What the gateway needs: read models, the regions, and the services' commands."""
+    """What the gateway needs of the platform, whichever services it runs.
+
+    The embedded ``Platform`` is one, and so is the distributed gateway's backend, which
+    sends commands over HTTP. Nothing here names a service.
+    """
 
     @property
     def regions(self) -> RegionTree: ...
@@ -34,11 +33,13 @@ class Backend(Protocol):
     @property
     def read_store(self) -> ReadStore: ...
 
-    @property
-    def registry(self) -> RegistryCommands: ...
+    def config(self, service: str) -> ServiceSettings:
+        """A service's own settings (its policy numbers)."""
+        ...
 
-    @property
-    def policy(self) -> RegistryPolicy: ...
+    async def execute(self, cmd: Command, ctx: CommandContext) -> Outcome[Any]:
+        """Send a command to the service that owns its type."""
+        ...
 
     async def reflects(self, outcome: Outcome[Any], timeout: float = 5.0) -> bool:
         """Wait until the read models show what ``outcome`` did (read-your-writes)."""
@@ -54,8 +55,7 @@ class GatewayContext(BaseContext):
         super().__init__()
         self.backend = backend
         self._principal = principal
-        self.institutions = DataLoader(self._load(INSTITUTIONS.name))
-        self.region_stats = DataLoader(self._load(REGION_STATS.name))
+        self._loaders: dict[str, DataLoader[str, dict[str, Any] | None]] = {}
 
     @property
     def authenticated(self) -> bool:
@@ -70,12 +70,17 @@ class GatewayContext(BaseContext):
             raise Unauthenticated("an Authorization: Bearer <token> header is required")
         return self._principal
 
-    def _load(self, collection: str) -> Any:
-        async def load(keys: list[str]) -> list[dict[str, Any] | None]:
-            found = await self.backend.read_store.get_many(collection, keys)
-            return [found.get(key) for key in keys]
+    def loader(self, collection: str) -> DataLoader[str, dict[str, Any] | None]:
+        """Documents of a collection by key, batched per request (one read per tick)."""
+        if collection not in self._loaders:
+            store = self.backend.read_store
 
-        return load
+            async def load(keys: list[str]) -> list[dict[str, Any] | None]:
+                found = await store.get_many(collection, keys)
+                return [found.get(key) for key in keys]
+
+            self._loaders[collection] = DataLoader(load)
+        return self._loaders[collection]
 
     def readable(self, region: str, field: str) -> str:
         """The subtree prefix of ``region``, if the caller may read all of it."""

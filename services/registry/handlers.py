@@ -1,16 +1,22 @@
-"""The registry's command side: each command is one load-decide-append on an institution."""
+"""The registry's command side: one handler per command, each a load-decide-append.
+
+A handler gets the command and its ``Call`` (the registry, the institution's stream and
+the business time) and says what the ``Institution`` should decide; ``COMMANDS`` maps
+every command type to its handler and its HTTP verb, so the application, the HTTP API
+and the remote client all follow the same table.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from services.common.application import Application, CommandContext, Outcome
-from services.common.commands import business_time, entity_id
-from services.common.errors import BadInput
+from services.common.application import Application
+from services.common.commands import Call, CommandTable, Decision, Route
 from services.common.ports import EventStore
 from services.common.regions import RegionTree
 from services.common.timeutil import utc_now
+from services.registry.api import InstitutionState
 from services.registry.domain.commands import (
     ApproveInstitution,
     ConvertToNonProfit,
@@ -18,7 +24,6 @@ from services.registry.domain.commands import (
     IssueWarningCard,
     ReclassifyInstitution,
     RegisterInstitution,
-    RegistryCommand,
     ResumeInstitution,
     RevokeInstitution,
     SetListMark,
@@ -27,6 +32,7 @@ from services.registry.domain.commands import (
 from services.registry.domain.events import REGISTRY_EVENTS
 from services.registry.domain.model import Institution
 from services.registry.domain.rules import RegistryPolicy
+from services.registry.projections import INSTITUTIONS
 
 OverdueCheck = Callable[[str], Awaitable[bool]]
 
@@ -37,8 +43,6 @@ async def no_overdue_rectifications(institution_id: str) -> bool:
 
 
 class Registry(Application[Institution]):
-    service = "registry"
-
     def __init__(
         self,
         store: EventStore,
@@ -49,45 +53,75 @@ class Registry(Application[Institution]):
         on_commit: Callable[[], None] | None = None,
         rectification_overdue: OverdueCheck = no_overdue_rectifications,
     ) -> None:
-        super().__init__(store, REGISTRY_EVENTS, Institution, clock=clock, on_commit=on_commit)
+        super().__init__(
+            store, REGISTRY_EVENTS, Institution, COMMANDS, clock=clock, on_commit=on_commit
+        )
         self.regions = regions
         self.policy = policy
         self.rectification_overdue = rectification_overdue
 
-    async def handle(self, cmd: RegistryCommand, ctx: CommandContext) -> Outcome[Institution]:
-        if cmd.id is None and not isinstance(cmd, RegisterInstitution):
-            raise BadInput("id is required", field="id")
-        stream = entity_id(cmd.id)
-        at = business_time(cmd.occurred_at, self.clock())
-        decide = await self._decision(cmd, stream, at)
-        return await self.execute(stream, decide, ctx)
 
-    async def _decision(
-        self, cmd: RegistryCommand, stream: str, at: datetime
-    ) -> Callable[[Institution], None]:
-        policy = self.policy
-        match cmd:
-            case RegisterInstitution():
-                return lambda i: i.register(cmd, at, self.regions, policy)
-            case ApproveInstitution(license_no=license_no):
-                return lambda i: i.approve(license_no, at, policy)
-            case ConvertToNonProfit():
-                return lambda i: i.convert_to_non_profit(at)
-            case ReclassifyInstitution(category=category, non_subject_kind=kind):
-                return lambda i: i.reclassify(category, kind, at, policy)
-            case SuspendInstitution(reason=reason):
-                return lambda i: i.suspend(reason, at)
-            case ResumeInstitution():
-                return lambda i: i.resume(at)
-            case RevokeInstitution(reason=reason):
-                return lambda i: i.revoke(reason, at)
-            case ExitInstitution(reason=reason):
-                return lambda i: i.exit(reason, at)
-            case SetListMark(mark=mark, reason=reason):
-                return lambda i: i.set_list_mark(mark, reason, at)
-            case IssueWarningCard(color=color, reason=reason):
-                overdue = await self.rectification_overdue(stream)
-                return lambda i: i.issue_warning_card(
-                    color, reason, at, policy, rectification_overdue=overdue
-                )
-        raise TypeError(f"not a registry command: {cmd!r}")
+Act = Call[Registry]
+Decide = Decision[Institution]
+
+
+async def register(cmd: RegisterInstitution, o: Act) -> Decide:
+    return lambda i: i.register(cmd, o.at, o.service.regions, o.service.policy)
+
+
+async def approve(cmd: ApproveInstitution, o: Act) -> Decide:
+    return lambda i: i.approve(cmd.license_no, o.at, o.service.policy)
+
+
+async def convert_to_non_profit(cmd: ConvertToNonProfit, o: Act) -> Decide:
+    return lambda i: i.convert_to_non_profit(o.at)
+
+
+async def reclassify(cmd: ReclassifyInstitution, o: Act) -> Decide:
+    return lambda i: i.reclassify(cmd.category, cmd.non_subject_kind, o.at, o.service.policy)
+
+
+async def suspend(cmd: SuspendInstitution, o: Act) -> Decide:
+    return lambda i: i.suspend(cmd.reason, o.at)
+
+
+async def resume(cmd: ResumeInstitution, o: Act) -> Decide:
+    return lambda i: i.resume(o.at)
+
+
+async def revoke(cmd: RevokeInstitution, o: Act) -> Decide:
+    return lambda i: i.revoke(cmd.reason, o.at)
+
+
+async def exit_(cmd: ExitInstitution, o: Act) -> Decide:
+    return lambda i: i.exit(cmd.reason, o.at)
+
+
+async def set_list_mark(cmd: SetListMark, o: Act) -> Decide:
+    return lambda i: i.set_list_mark(cmd.mark, cmd.reason, o.at)
+
+
+async def issue_warning_card(cmd: IssueWarningCard, o: Act) -> Decide:
+    overdue = await o.service.rectification_overdue(o.stream)
+    return lambda i: i.issue_warning_card(
+        cmd.color, cmd.reason, o.at, o.service.policy, rectification_overdue=overdue
+    )
+
+
+COMMANDS = CommandTable(
+    resource="institutions",
+    read_model=INSTITUTIONS.name,
+    state=InstitutionState,
+    routes=(
+        Route(RegisterInstitution, register, summary="Register an institution", creates=True),
+        Route(ApproveInstitution, approve, "approve", "审批准入"),
+        Route(ConvertToNonProfit, convert_to_non_profit, "convert-to-non-profit", "营转非"),
+        Route(ReclassifyInstitution, reclassify, "reclassify", "转型"),
+        Route(SuspendInstitution, suspend, "suspend", "停业整顿"),
+        Route(ResumeInstitution, resume, "resume"),
+        Route(RevokeInstitution, revoke, "revoke", "取缔 (final)"),
+        Route(ExitInstitution, exit_, "exit", "有序退出 (final)"),
+        Route(SetListMark, set_list_mark, "list-mark", "黑白名单"),
+        Route(IssueWarningCard, issue_warning_card, "warning-cards", "红黄牌"),
+    ),
+)

@@ -7,8 +7,8 @@ buckets. Both are pure, so the property tests can recount from documents.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import UTC, date
+from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from services.common.envelope import Envelope
@@ -16,9 +16,12 @@ from services.common.errors import MalformedEvent
 from services.common.ports import CollectionSpec
 from services.common.projection import CounterKey, Projection, ProjectionUnit
 from services.common.regions import RegionTree
+from services.common.rollups import REGION_MONTHS, REGION_STATS, month_key
 from services.common.timeutil import local_date, month_start, parse_datetime
 from services.registry.domain.events import (
     REGISTRY_EVENTS,
+    SERVICE,
+    STATUS_AFTER,
     InstitutionApproved,
     InstitutionConvertedToNonProfit,
     InstitutionExited,
@@ -37,8 +40,6 @@ INSTITUTIONS = CollectionSpec(
     "institutions",
     indexes=("region", "status", "category", "mode", "list_mark", "credit_code", "registered_at"),
 )
-REGION_STATS = CollectionSpec("region_stats")
-REGION_MONTHS = CollectionSpec("region_months")
 
 Doc = dict[str, Any]
 
@@ -58,7 +59,6 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
             "category": fact.category.value,
             "non_subject_kind": fact.non_subject_kind.value if fact.non_subject_kind else None,
             "mode": fact.mode.value,
-            "status": Status.PENDING.value,
             "non_profit": fact.non_profit,
             "converted_to_non_profit": False,
             "authority": fact.authority,
@@ -78,7 +78,7 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
         new = dict(doc)
         match fact:
             case InstitutionApproved(license_no=license_no):
-                new.update(status=Status.APPROVED.value, license_no=license_no)
+                new.update(license_no=license_no)
             case InstitutionConvertedToNonProfit():
                 new.update(non_profit=True, converted_to_non_profit=True)
             case InstitutionReclassified(category=category, non_subject_kind=kind):
@@ -88,13 +88,11 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
                     authority=fact.authority,
                 )
             case InstitutionSuspended(reason=reason):
-                new.update(status=Status.SUSPENDED.value, status_reason=reason)
+                new.update(status_reason=reason)
             case InstitutionResumed():
-                new.update(status=Status.APPROVED.value, status_reason=None)
-            case InstitutionRevoked(reason=reason):
-                new.update(status=Status.REVOKED.value, status_reason=reason, closed_at=at)
-            case InstitutionExited(reason=reason):
-                new.update(status=Status.EXITED.value, status_reason=reason, closed_at=at)
+                new.update(status_reason=None)
+            case InstitutionRevoked(reason=reason) | InstitutionExited(reason=reason):
+                new.update(status_reason=reason, closed_at=at)
             case ListMarkSet(mark=mark, reason=reason):
                 new.update(list_mark=mark.value, list_reason=reason)
             case WarningCardIssued(color=color, reason=reason):
@@ -102,6 +100,8 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
                 new["warnings"] = [*new["warnings"], card]
             case SuspensionRecommended(reason=reason):
                 new["suspension_recommended"] = {"reason": reason, "at": at}
+    if (status := STATUS_AFTER.get(type(fact))) is not None:
+        new["status"] = status.value
     # Business-time history of what changed, so "active on day X" holds whatever order
     # back-dated events arrive in: each entry is one change, folded in occurred_at order.
     changes = [
@@ -160,16 +160,18 @@ def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> di
     for region in regions.lineage(doc["region"]):
         for name, value in fields.items():
             result[(REGION_STATS.name, region.code, name)] = value
-        result[(REGION_MONTHS.name, f"{region.code}:{registered}", "institutions_registered")] = 1
+        result[
+            (REGION_MONTHS.name, month_key(region.code, registered), "institutions_registered")
+        ] = 1
         if doc["closed_at"]:
             closed = parse_datetime(doc["closed_at"]).isoformat()[:7]
-            result[(REGION_MONTHS.name, f"{region.code}:{closed}", "institutions_closed")] = 1
+            result[(REGION_MONTHS.name, month_key(region.code, closed), "institutions_closed")] = 1
     return result
 
 
 class InstitutionsProjection(Projection):
     name = "registry.institutions"
-    sources = ("registry",)
+    sources = (SERVICE,)
     collections = (INSTITUTIONS, REGION_STATS, REGION_MONTHS)
 
     def __init__(self, regions: RegionTree, policy: RegistryPolicy) -> None:
@@ -177,7 +179,7 @@ class InstitutionsProjection(Projection):
         self.policy = policy
 
     def prefetch(self, events: Sequence[Envelope]) -> list[tuple[str, str]]:
-        return [(INSTITUTIONS.name, e.stream) for e in events if e.service == "registry"]
+        return [(INSTITUTIONS.name, e.stream) for e in events if e.service == SERVICE]
 
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
         doc = await unit.get(INSTITUTIONS.name, event.stream)
@@ -193,43 +195,3 @@ class InstitutionsProjection(Projection):
             counters(doc, self.regions, self.policy), counters(new, self.regions, self.policy)
         )
         unit.put(INSTITUTIONS.name, event.stream, new, event.version)
-
-
-def stats_fields(doc: Mapping[str, Any] | None, prefix: str) -> dict[str, int]:
-    """Counters of one roll-up document that start with ``prefix``, without it."""
-    if not doc:
-        return {}
-    return {k[len(prefix) :]: v for k, v in doc.items() if k.startswith(prefix)}
-
-
-INSTITUTION_EVENTS = CollectionSpec("institution_events", indexes=("institution", "order"))
-
-
-class InstitutionEventsProjection(Projection):
-    """The audit trail: every event about an institution, oldest first, with its actor.
-
-    Keyed by event id, so a redelivered event rewrites the same document. Other services'
-    events join the trail when they name an institution (``data.institution_id``).
-    """
-
-    name = "registry.institution_events"
-    sources = ("registry",)
-    collections = (INSTITUTION_EVENTS,)
-
-    async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
-        institution = event.stream if event.service == "registry" else None
-        institution = institution or event.data.get("institution_id")
-        if not isinstance(institution, str):
-            return
-        key = str(event.id)
-        unit.put(
-            INSTITUTION_EVENTS.name,
-            key,
-            {
-                "institution": institution,
-                # Recording order within the trail; the id breaks ties between services.
-                "order": f"{event.recorded_at.astimezone(UTC).isoformat()}|{key}",
-                "event": event.to_dict(),
-            },
-            1,
-        )

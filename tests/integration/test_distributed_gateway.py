@@ -11,17 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from services.bootstrap import build_projections
+from services.bootstrap import MODULES, Commands, build_projections, service_settings
 from services.common.auth import Role, TokenVerifier
 from services.common.config import Settings
 from services.common.projection import ProjectionRunner
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
 from services.gateway.app import create_app
-from services.gateway.remote import DistributedBackend, RemoteRegistry
-from services.registry.api import create_registry_api
+from services.gateway.remote import DistributedBackend
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
+from services.registry.module import MODULE as REGISTRY
 from tests.conftest import SECRET, GraphQL, bearer
 from tests.factories import registration, valid_credit_code
 from tests.integration.test_registry_graphql import APPROVE, REGISTER
@@ -34,7 +34,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[GraphQL, Any]]:
     store = SQLiteEventStore(tmp_path / "registry.events.db")
     await store.start()
     verifier = TokenVerifier(regions, secret=SECRET)
-    service = create_registry_api(Registry(store, regions, policy), verifier)
+    service = REGISTRY.api(Registry(store, regions, policy), verifier)
     reads = SQLiteReadStore(tmp_path / "read-models.db")
     projector = ProjectionRunner(build_projections(settings, regions), reads, {"registry": store})
     await projector.prepare()
@@ -45,8 +45,9 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[GraphQL, Any]]:
             await asyncio.sleep(0.02)
 
     projecting = asyncio.create_task(project_forever())
-    remote = RemoteRegistry("http://registry", transport=httpx.ASGITransport(app=service))
-    backend = DistributedBackend(regions, reads, remote, policy)
+    remote = REGISTRY.client("http://registry", transport=httpx.ASGITransport(app=service))
+    commands = Commands(MODULES, {"registry": remote})
+    backend = DistributedBackend(regions, reads, commands, service_settings())
     app = create_app(backend, verifier)
 
     def client(authorization: str) -> httpx.AsyncClient:

@@ -153,7 +153,7 @@ async def test_an_idempotency_key_makes_a_retried_approval_a_no_op(
 async def test_state_survives_a_restart_and_nothing_is_applied_twice(settings: Settings) -> None:
     first = build_platform(settings)
     await first.start()
-    outcome = await first.registry.handle(
+    outcome = await first.execute(
         RegisterInstitution(
             id="keep",
             name="固原博学学校",

@@ -6,19 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from services.bootstrap import build_projections
+from services.common.audit import INSTITUTION_EVENTS
 from services.common.config import Settings
 from services.common.ports import EventStore, ReadStore
 from services.common.projection import DEAD_LETTERS, ProjectionRunner
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteReadStore
 from services.registry.projections import (
-    INSTITUTION_EVENTS,
     INSTITUTIONS,
     REGION_MONTHS,
     REGION_STATS,
 )
+from services.registry.settings import RegistrySettings
 
 REGIONS = RegionTree.load()
+POLICY = RegistrySettings(_env_file=None).policy()  # type: ignore[call-arg]
 Snapshot = dict[str, list[dict[str, Any]]]
 
 

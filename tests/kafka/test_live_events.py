@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 from starlette.types import ASGIApp
 from structlog.testing import capture_logs
 
-from services.bootstrap import gateway_app
+from services.bootstrap import MODULES, Commands, gateway_app, service_settings
 from services.common.auth import Role, TokenVerifier
 from services.common.config import Settings
 from services.common.envelope import Envelope
@@ -33,8 +33,8 @@ from services.common.kafka import KafkaBus, KafkaTail, TailSubscription, events_
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteReadStore
 from services.gateway.app import create_app
-from services.gateway.remote import DistributedBackend, RemoteRegistry
-from services.registry.domain.rules import RegistryPolicy
+from services.gateway.remote import DistributedBackend
+from services.registry.module import MODULE as REGISTRY
 from tests.conftest import SECRET, bearer
 from tests.factories import commit, envelope
 from tests.kafka.proxy import TcpProxy, closed_port, first_address
@@ -343,12 +343,16 @@ async def test_a_city_viewer_gets_its_citys_events_from_kafka_through_the_gatewa
 ) -> None:
     regions = RegionTree.load()
     prefix = unique_prefix()
-    remote = RemoteRegistry("http://registry.invalid")  # no mutations in this test
+    remote = REGISTRY.client("http://registry.invalid")  # no mutations in this test
     viewer = bearer(Role.VIEWER, "640400", subject="guyuan-viewer")
     try:
         async with running(kafka_bootstrap, prefix) as (tail, bus):
             backend = DistributedBackend(
-                regions, read_store, remote, RegistryPolicy(), live_events=tail.events
+                regions,
+                read_store,
+                Commands(MODULES, {"registry": remote}),
+                service_settings(),
+                live_events=tail.events,
             )
             app = create_app(backend, TokenVerifier(regions, secret=SECRET))
             async with serving(app) as url, subscribed(url, viewer, "640400") as ws:
@@ -413,8 +417,9 @@ async def test_the_gateway_entry_point_serves_subscriptions_from_the_topics(
 async def test_without_kafka_the_distributed_gateway_refuses_subscriptions_clearly(
     read_store: SQLiteReadStore,
 ) -> None:
-    remote = RemoteRegistry("http://registry.invalid")
-    backend = DistributedBackend(RegionTree.load(), read_store, remote, RegistryPolicy())
+    remote = REGISTRY.client("http://registry.invalid")
+    commands = Commands(MODULES, {"registry": remote})
+    backend = DistributedBackend(RegionTree.load(), read_store, commands, service_settings())
     with pytest.raises(Unavailable, match="SHUANGJIAN_KAFKA_BOOTSTRAP"):
         backend.live_events()
     await remote.close()

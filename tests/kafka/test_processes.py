@@ -39,7 +39,7 @@ from tests.kafka.deployment import (
     topic_ends,
 )
 from tests.kafka.mock import MockCluster
-from tests.kafka.readmodels import REGIONS
+from tests.kafka.readmodels import POLICY, REGIONS
 from tests.rollups import recount, stored_rollups
 
 REGISTER = """
@@ -135,7 +135,7 @@ def served_lags(metrics: str) -> dict[tuple[str, str], float]:
 
 async def generate(store: SQLiteEventStore, settings: Settings, total: int) -> None:
     """Exactly ``total`` events from the real command handlers: registrations, approvals, cards."""
-    registry = Registry(store, REGIONS, settings.registry_policy())
+    registry = Registry(store, REGIONS, POLICY)
     ctx = CommandContext(actor="kafka-suite")
     n = 0
     while True:
@@ -191,9 +191,7 @@ async def test_kill_9_the_projector_mid_stream_and_restart_equals_a_full_replay(
         got = await deployment.snapshot()
         assert got == await deployment.replay(source)
         docs = got[INSTITUTIONS.name]
-        assert await stored_rollups(await deployment.read_store()) == recount(
-            docs, REGIONS, deployment.settings.registry_policy()
-        )
+        assert await stored_rollups(await deployment.read_store()) == recount(docs, REGIONS, POLICY)
         assert len(docs) > 2_500 and any(doc["status"] == "APPROVED" for doc in docs)
         lags = served_lags(await deployment.metrics())
         assert lags and all(lag == 0 for lag in lags.values()), lags

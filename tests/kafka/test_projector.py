@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.bootstrap import build_projections
 from services.common.application import CommandContext
+from services.common.audit import INSTITUTION_EVENTS
 from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.kafka import dead_letter_topic, events_topic
@@ -39,12 +40,11 @@ from services.registry.domain.commands import (
 )
 from services.registry.handlers import Registry
 from services.registry.projections import (
-    INSTITUTION_EVENTS,
     INSTITUTIONS,
 )
 from tests.factories import envelope, numbered_registration
 from tests.kafka.deployment import eventually
-from tests.kafka.readmodels import REGIONS, Snapshot, prepare, replayed, snapshot
+from tests.kafka.readmodels import POLICY, REGIONS, Snapshot, prepare, replayed, snapshot
 from tests.processes import free_port
 from tests.rollups import recount, stored_rollups
 
@@ -73,7 +73,7 @@ async def registry_events(settings: Settings, path: Path, count: int = 12) -> li
     store = SQLiteEventStore(path)
     await store.start()
     try:
-        registry = Registry(store, REGIONS, settings.registry_policy())
+        registry = Registry(store, REGIONS, POLICY)
         ctx = CommandContext(actor="test")
         for n in range(count):
             ident = f"i{n:03d}"
@@ -164,7 +164,7 @@ async def test_projects_what_the_embedded_runner_projects(
     assert await snapshot(read_store) == expected
     docs = await read_store.dump(INSTITUTIONS.name)
     assert len(docs) == 12
-    assert await stored_rollups(read_store) == recount(docs, REGIONS, settings.registry_policy())
+    assert await stored_rollups(read_store) == recount(docs, REGIONS, POLICY)
     assert expected[INSTITUTION_EVENTS.name] and not expected[DEAD_LETTERS.name]
     for partition in ends:
         labels = {"topic": topic, "partition": str(partition)}

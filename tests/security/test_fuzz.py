@@ -24,8 +24,9 @@ from schemathesis.graphql import nodes
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
 from services.gateway.schema import build_schema
-from services.registry.api import create_registry_api
 from services.registry.domain.rules import RegistryPolicy
+from services.registry.handlers import Registry
+from services.registry.module import MODULE as REGISTRY
 from services.registry.projections import INSTITUTIONS, InstitutionsProjection
 from tests.e2e.conftest import Suite
 from tests.factories import registration, valid_credit_code
@@ -84,7 +85,7 @@ def test_no_input_makes_the_server_fail(case: Any, running: Suite) -> None:
 
 # The registry service's OpenAPI document: every command endpoint, bodies valid and not.
 REGISTRY_API = schemathesis.openapi.from_dict(
-    create_registry_api(cast(Any, None), cast(Any, None)).openapi()
+    REGISTRY.api(cast(Registry, None), cast(Any, None)).openapi()
 )
 
 

@@ -51,8 +51,8 @@ async def test_a_city_viewer_gets_only_its_citys_events(platform: Platform) -> N
     n = 0
     while not receiving.done() and n < 200:
         n += 2
-        await platform.registry.handle(register(n, "340103"), CommandContext())
-        await platform.registry.handle(register(n + 1, "640422"), CommandContext())
+        await platform.execute(register(n, "340103"), CommandContext())
+        await platform.execute(register(n + 1, "640422"), CommandContext())
         await asyncio.wait([receiving], timeout=0.05)
     result = await asyncio.wait_for(receiving, 5)
     event = result.data["events"]

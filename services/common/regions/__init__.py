@@ -21,10 +21,17 @@ from importlib import resources
 
 from services.common.errors import BadInput
 
-__all__ = ["Region", "RegionLevel", "RegionTree"]
+__all__ = ["Region", "RegionLevel", "RegionTree", "well_formed"]
 
 EDITION = "2023"
 _CODE = re.compile(r"[0-9]{2}|[0-9]{4}|[0-9]{6}")
+
+
+def well_formed(code: object) -> bool:
+    """A 2-, 4- or 6-digit code (a province, city or district prefix), existing or not."""
+    return isinstance(code, str) and _CODE.fullmatch(code) is not None
+
+
 # City-level names that stand for "no real city here": the municipalities' 市辖区/县 and the
 # provinces' pseudo-city for directly administered counties. Full names skip them.
 _PLACEHOLDER_CITIES = frozenset({"市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"})
@@ -101,7 +108,7 @@ class RegionTree:
         A 2-digit code must name a province and a 4-digit code a city, so "1100" is rejected
         rather than silently read as the province 110000.
         """
-        if not isinstance(code, str) or _CODE.fullmatch(code) is None:
+        if not well_formed(code):
             raise BadInput(
                 f'region "{code}" is malformed: expected a 2-, 4- or 6-digit GB/T 2260 code',
                 field=field,

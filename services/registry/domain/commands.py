@@ -1,32 +1,38 @@
-"""Commands to the register: what a caller asks for, before any rule is checked."""
+"""Commands to the register: what a caller asks for, before any rule is checked.
+
+Each is a ``Command`` (an optional ``id`` and a business time ``occurred_at``) with its own
+fields; their descriptions are what the HTTP API documents.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+
+from services.common.commands import Command, described
 
 
 @dataclass(frozen=True, kw_only=True)
-class RegistryCommand:
-    id: str | None = None
-    occurred_at: datetime | None = None
+class RegistryCommand(Command):
+    """A command about one institution (``id``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class RegisterInstitution(RegistryCommand):
     name: str
-    credit_code: str
-    region: str
-    category: str
-    mode: str
+    credit_code: str = described("统一社会信用代码 (GB 32100), 18 characters.")
+    region: str = described("6-digit district code.")
+    category: str = described("SUBJECT or NON_SUBJECT")
+    mode: str = described("OFFLINE or ONLINE")
     address: str | None = None
-    non_subject_kind: str | None = None
+    non_subject_kind: str | None = described(
+        "SPORTS, ARTS, SCIENCE_TECH, COMPREHENSIVE_PRACTICE or OTHER", None
+    )
     non_profit: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
 class ApproveInstitution(RegistryCommand):
-    license_no: str
+    license_no: str = described("办学许可证 number.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +42,7 @@ class ConvertToNonProfit(RegistryCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class ReclassifyInstitution(RegistryCommand):
-    category: str
+    category: str = described("SUBJECT or NON_SUBJECT")
     non_subject_kind: str | None = None
 
 
@@ -62,11 +68,11 @@ class ExitInstitution(RegistryCommand):
 
 @dataclass(frozen=True, kw_only=True)
 class SetListMark(RegistryCommand):
-    mark: str
+    mark: str = described("NONE, WHITELIST or BLACKLIST")
     reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
 class IssueWarningCard(RegistryCommand):
-    color: str
+    color: str = described("YELLOW or RED")
     reason: str

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from services.common.aggregate import DomainEvent, EventTypes
 from services.registry.domain.rules import (
     Category,
     ListMark,
     NonSubjectKind,
+    Status,
     TeachingMode,
     WarningColor,
 )
+
+SERVICE = "registry"  # the prefix of every type below, the store's and the topic's name
 
 
 class InstitutionRegistered(DomainEvent):
@@ -117,3 +122,14 @@ REGISTRY_EVENTS = EventTypes(
     WarningCardIssued,
     SuspensionRecommended,
 )
+
+# The status each lifecycle event leads to: the aggregate and the read model both apply
+# this table, so "resumed means APPROVED again" is written once.
+STATUS_AFTER: Mapping[type[DomainEvent], Status] = {
+    InstitutionRegistered: Status.PENDING,
+    InstitutionApproved: Status.APPROVED,
+    InstitutionSuspended: Status.SUSPENDED,
+    InstitutionResumed: Status.APPROVED,
+    InstitutionRevoked: Status.REVOKED,
+    InstitutionExited: Status.EXITED,
+}

@@ -13,6 +13,7 @@ from services.common.regions import RegionTree
 from services.common.timeutil import local_date
 from services.registry.domain.commands import RegisterInstitution
 from services.registry.domain.events import (
+    STATUS_AFTER,
     InstitutionApproved,
     InstitutionConvertedToNonProfit,
     InstitutionExited,
@@ -74,7 +75,6 @@ class Institution(Aggregate):
                 f"institution {self.id} is already registered with different details",
                 field="id",
             )
-        self.region = event.region
         self._record(event, at)
 
     def approve(self, license_no: str, at: datetime, policy: RegistryPolicy) -> None:
@@ -208,6 +208,10 @@ class Institution(Aggregate):
 
     # --- state -----------------------------------------------------------------------
 
+    def _mutate(self, event: DomainEvent, occurred_at: datetime) -> None:
+        self.status = STATUS_AFTER.get(type(event), self.status)
+        super()._mutate(event, occurred_at)
+
     @singledispatchmethod
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
@@ -217,14 +221,12 @@ class Institution(Aggregate):
         self.registration = event
         self.registered_at = at
         self.region = event.region
-        self.status = Status.PENDING
         self.category = event.category
         self.kind = event.non_subject_kind
         self.non_profit = event.non_profit
 
     @when.register
     def _(self, event: InstitutionApproved, at: datetime) -> None:
-        self.status = Status.APPROVED
         self.license_no = event.license_no
 
     @when.register
@@ -236,21 +238,12 @@ class Institution(Aggregate):
         self.category = event.category
         self.kind = event.non_subject_kind
 
-    @when.register
-    def _(self, event: InstitutionSuspended, at: datetime) -> None:
-        self.status = Status.SUSPENDED
-
-    @when.register
-    def _(self, event: InstitutionResumed, at: datetime) -> None:
-        self.status = Status.APPROVED
-
-    @when.register
-    def _(self, event: InstitutionRevoked, at: datetime) -> None:
-        self.status = Status.REVOKED
-
-    @when.register
-    def _(self, event: InstitutionExited, at: datetime) -> None:
-        self.status = Status.EXITED
+    @when.register(InstitutionSuspended)
+    @when.register(InstitutionResumed)
+    @when.register(InstitutionRevoked)
+    @when.register(InstitutionExited)
+    def _(self, event: DomainEvent, at: datetime) -> None:
+        pass  # a change of status only (STATUS_AFTER)
 
     @when.register
     def _(self, event: ListMarkSet, at: datetime) -> None:

@@ -1,0 +1,109 @@
+"""A service is a module: one object that says everything the platform needs of it.
+
+``services/bootstrap.py`` lists the modules (``MODULES``) and builds every process from
+that list: the embedded platform, ``shuangjian serve <service>``, the projection workers
+and the gateway. A module names its service and event types, brings its own settings
+class, and says how to build its command side and its projections; its HTTP API and the
+client other processes use are derived from its command tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
+from fastapi import FastAPI
+
+from services.common.aggregate import EventTypes
+from services.common.application import CommandContext, Outcome
+from services.common.auth import TokenVerifier
+from services.common.commands import Command, CommandTable
+from services.common.config import ServiceSettings
+from services.common.envelope import Envelope
+from services.common.http import create_command_api
+from services.common.ports import EventStore
+from services.common.projection import Projection
+from services.common.regions import RegionTree
+from services.common.remote import RemoteService
+from services.common.timeutil import utc_now
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+class CommandService(Protocol):
+    """A service's command side: takes a command, answers with what it did."""
+
+    async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[Any]: ...
+
+
+@dataclass(frozen=True)
+class Wiring(Generic[S]):
+    """What a service's command side is built from."""
+
+    store: EventStore
+    regions: RegionTree
+    settings: S
+    on_commit: Callable[[], None] | None = None
+    clock: Callable[[], datetime] = utc_now
+
+
+def institution_named_in(event: Envelope) -> str | None:
+    """The institution an event is about, when its data names one."""
+    named = event.data.get("institution_id")
+    return named if isinstance(named, str) else None
+
+
+@dataclass(frozen=True)
+class ServiceModule(Generic[S]):
+    """Everything the platform needs to know of one service.
+
+    * ``name``: the service, the prefix of its event types, its store and its topic;
+      ``description`` heads its OpenAPI document; ``port`` is where ``serve`` listens.
+    * ``settings``: its own pydantic-settings class (``SHUANGJIAN_*`` variables).
+    * ``commands``: its command tables; the HTTP API and client are derived from them.
+    * ``application``: builds its command side from a ``Wiring``.
+    * ``projections``: builds the read models it maintains.
+    * ``audit_subject``: the institution an event of this service is about, if any, for
+      the audit trail every institution has.
+    """
+
+    name: str
+    description: str
+    events: EventTypes
+    settings: type[S]
+    commands: Sequence[CommandTable]
+    application: Callable[[Wiring[S]], CommandService]
+    projections: Callable[[RegionTree, S], Sequence[Projection]]
+    port: int
+    audit_subject: Callable[[Envelope], str | None] = institution_named_in
+    command_types: Mapping[type[Command], CommandTable] = field(init=False)
+
+    def __post_init__(self) -> None:
+        by_type = {route.command: table for table in self.commands for route in table}
+        object.__setattr__(self, "command_types", by_type)
+
+    def api(self, service: CommandService, verifier: TokenVerifier) -> FastAPI:
+        """The service's command API (OpenAPI at ``/openapi.json``)."""
+        return create_command_api(
+            f"Shuangjian {self.name}",
+            self.description,
+            self.commands,
+            lambda cmd, ctx: service.handle(cmd, ctx),  # looked up per call, not at build
+            verifier,
+        )
+
+    def client(
+        self, url: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> RemoteService:
+        """The service's command API as another process calls it."""
+        return RemoteService(self.name, url, self.commands, transport=transport)
+
+    def settings_in(self, lookup: Callable[[str], ServiceSettings]) -> S:
+        """This module's settings out of a per-service lookup (``Backend.settings``)."""
+        found = lookup(self.name)
+        if not isinstance(found, self.settings):
+            raise TypeError(f"{self.name} settings are {type(found).__name__}")
+        return found

@@ -1,0 +1,60 @@
+"""The region roll-ups every service contributes to, and the views that read them.
+
+``region_stats`` holds one document per region code with every service's counters, each
+prefixed by what it counts (``institutions_active``, later ``inspections_…``);
+``region_months`` one per region and month (``640400:2021-09``). Projections add to them
+through contributions (``ProjectionUnit.contribute``), so a roll-up is one key lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+from services.common.errors import BadInput
+from services.common.ports import CollectionSpec, ReadStore
+
+REGION_STATS = CollectionSpec("region_stats")
+REGION_MONTHS = CollectionSpec("region_months")
+MAX_MONTHS = 240
+
+
+def month_key(region: str, month: str) -> str:
+    """The ``region_months`` key of a region and a ``YYYY-MM`` month."""
+    return f"{region}:{month}"
+
+
+def stats_fields(doc: Mapping[str, Any] | None, prefix: str) -> dict[str, int]:
+    """Counters of one roll-up document that start with ``prefix``, without it."""
+    if not doc:
+        return {}
+    return {k[len(prefix) :]: v for k, v in doc.items() if k.startswith(prefix)}
+
+
+def month_range(start: date, end: date) -> list[date]:
+    """First days of the months from ``start``'s to ``end``'s, inclusive."""
+    if end < start:
+        raise BadInput("to is before from", field="to")
+    first, last = start.replace(day=1), end.replace(day=1)
+    count = (last.year - first.year) * 12 + last.month - first.month + 1
+    if count > MAX_MONTHS:
+        raise BadInput(f"at most {MAX_MONTHS} months at a time", field="to")
+    return [
+        date(first.year + (first.month - 1 + n) // 12, (first.month - 1 + n) % 12 + 1, 1)
+        for n in range(count)
+    ]
+
+
+async def region_counters(store: ReadStore, code: str) -> dict[str, Any]:
+    """Every counter of a region's subtree (empty when nothing was counted there)."""
+    return await store.get(REGION_STATS.name, code) or {}
+
+
+async def region_months(
+    store: ReadStore, code: str, months: Sequence[date]
+) -> list[dict[str, Any]]:
+    """The counters of each month, in the order asked (empty for a month with none)."""
+    keys = [month_key(code, month.isoformat()[:7]) for month in months]
+    found = await store.get_many(REGION_MONTHS.name, keys)
+    return [found.get(key) or {} for key in keys]

@@ -1,0 +1,98 @@
+"""The registry as a module of the platform, and the names other layers may use of it.
+
+``MODULE`` is what ``services/bootstrap.py`` lists. The gateway and other entry points
+reach the registry only through this file and ``views.py``: the commands they send and
+the vocabulary (enums) they show are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.common.envelope import Envelope
+from services.common.module import CommandService, ServiceModule, Wiring
+from services.common.projection import Projection
+from services.common.regions import RegionTree
+from services.registry.api import DESCRIPTION
+from services.registry.domain.commands import (
+    ApproveInstitution,
+    ConvertToNonProfit,
+    ExitInstitution,
+    IssueWarningCard,
+    ReclassifyInstitution,
+    RegisterInstitution,
+    RegistryCommand,
+    ResumeInstitution,
+    RevokeInstitution,
+    SetListMark,
+    SuspendInstitution,
+)
+from services.registry.domain.events import REGISTRY_EVENTS, SERVICE
+from services.registry.domain.rules import (
+    Category,
+    ListMark,
+    NonSubjectKind,
+    RegistryPolicy,
+    Status,
+    TeachingMode,
+    WarningColor,
+)
+from services.registry.handlers import COMMANDS, Registry
+from services.registry.projections import InstitutionsProjection
+from services.registry.settings import RegistrySettings
+
+__all__ = [
+    "MODULE",
+    "ApproveInstitution",
+    "Category",
+    "ConvertToNonProfit",
+    "ExitInstitution",
+    "IssueWarningCard",
+    "ListMark",
+    "NonSubjectKind",
+    "ReclassifyInstitution",
+    "RegisterInstitution",
+    "Registry",
+    "RegistryCommand",
+    "RegistryPolicy",
+    "RegistrySettings",
+    "ResumeInstitution",
+    "RevokeInstitution",
+    "SetListMark",
+    "Status",
+    "SuspendInstitution",
+    "TeachingMode",
+    "WarningColor",
+]
+
+
+def application(wiring: Wiring[RegistrySettings]) -> CommandService:
+    return Registry(
+        wiring.store,
+        wiring.regions,
+        wiring.settings.policy(),
+        clock=wiring.clock,
+        on_commit=wiring.on_commit,
+    )
+
+
+def projections(regions: RegionTree, settings: RegistrySettings) -> Sequence[Projection]:
+    return [InstitutionsProjection(regions, settings.policy())]
+
+
+def institution_of(event: Envelope) -> str:
+    """Every registry event is about the institution whose stream it is in."""
+    return event.stream
+
+
+MODULE = ServiceModule(
+    name=SERVICE,
+    description=DESCRIPTION,
+    events=REGISTRY_EVENTS,
+    settings=RegistrySettings,
+    commands=(COMMANDS,),
+    application=application,
+    projections=projections,
+    port=8001,
+    audit_subject=institution_of,
+)
