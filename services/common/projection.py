@@ -270,7 +270,8 @@ class ProjectionRunner:
         assert self._queue is not None
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.get(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):  # not wait_for: see relay
+                    await self._queue.get()
             while not self._queue.empty():
                 self._queue.get_nowait()
             try:

@@ -72,9 +72,11 @@ class OutboxRelay:
             if sent == self.batch_size:
                 continue
             self._wake.clear()
+            # Polling also picks up events committed by other processes. Not wait_for: on
+            # Python 3.11 it swallows a cancellation that meets a wake-up, and stop() hangs.
             with contextlib.suppress(TimeoutError):
-                # Polling also picks up events committed by other processes.
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                async with asyncio.timeout(self.poll_interval):
+                    await self._wake.wait()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"relay-{self.name}")

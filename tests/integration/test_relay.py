@@ -73,3 +73,21 @@ async def test_events_committed_before_a_restart_are_published_after_it(tmp_path
     await OutboxRelay(reopened, bus, name="registry").drain()
     await reopened.close()
     assert [e.version for e in bus.received] == [1, 2, 3]
+
+
+async def test_stopping_right_after_a_commit_woke_the_relay_does_not_hang(tmp_path: Path) -> None:
+    """A wake-up and a stop in the same loop turn: the stop must win (Python 3.11's
+    ``asyncio.wait_for`` swallowed the cancellation then, and ``stop()`` waited forever)."""
+    store = SQLiteEventStore(tmp_path / "events.db")
+    await store.start()
+    relay = OutboxRelay(store, FlakyBus(failures=0), name="registry", poll_interval=60)
+    relay.start()
+    for _ in range(5_000):  # until the relay task is parked, waiting for a wake-up
+        if relay._wake._waiters:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.001)
+    relay.notify()
+    stopping = asyncio.create_task(relay.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert done, "stop() did not return: the relay swallowed its cancellation"
+    await store.close()
