@@ -21,7 +21,7 @@ from uuid import uuid4
 
 from pydantic import BaseModel
 
-from services.common.errors import BadInput
+from services.common.errors import BadInput, Forbidden
 from services.common.timeutil import SHANGHAI, aware
 
 if TYPE_CHECKING:
@@ -70,6 +70,23 @@ def business_time(value: datetime | None, now: datetime, field: str = "occurred_
     if value < EARLIEST:
         raise BadInput(f"{value.isoformat()} is before 1990", field=field)
     return value
+
+
+def require_recent(
+    at: datetime, now: datetime, window: timedelta, field: str = "occurred_at"
+) -> None:
+    """Refuse a fact dated further back than ``window`` for a caller who may not back-date.
+
+    Only the ``admin`` and ``importer`` roles import history, so an operator cannot get
+    round a dated rule (no new SUBJECT approvals) by back-dating a registration.
+    """
+    if aware(at) < aware(now) - window:
+        days = window / timedelta(days=1)
+        raise Forbidden(
+            f"{aware(at).isoformat()} is more than {days:g} day(s) in the past: back-dating "
+            f"beyond {days:g} day(s) needs the admin or importer role",
+            field=field,
+        )
 
 
 S = TypeVar("S")  # the service (an Application) a handler works for

@@ -16,8 +16,8 @@ class ShuangjianError(Exception):
         self.message = message
         self.field = field
 
-    def extensions(self) -> dict[str, str]:
-        ext = {"code": self.code}
+    def extensions(self) -> dict[str, str | bool]:
+        ext: dict[str, str | bool] = {"code": self.code}
         if self.field:
             ext["field"] = self.field
         return ext
@@ -40,7 +40,16 @@ class Conflict(ShuangjianError):
 
 
 class ConcurrencyConflict(Conflict):
-    """An append's expected version is stale: somebody else wrote the stream first."""
+    """An append's expected version is stale: somebody else wrote the stream first.
+
+    Not a rule violation: the same request may well succeed when sent again, and the
+    caller can tell (``extensions.reason`` = ``CONCURRENT_UPDATE``, ``retryable``).
+    """
+
+    reason = "CONCURRENT_UPDATE"
+
+    def extensions(self) -> dict[str, str | bool]:
+        return {**super().extensions(), "reason": self.reason, "retryable": True}
 
 
 class Unauthenticated(ShuangjianError):
@@ -81,6 +90,10 @@ def http_status(error: ShuangjianError) -> int:
     return HTTP_STATUS.get(BY_CODE.get(error.code, ShuangjianError), 500)
 
 
-def from_code(code: str | None, message: str, field: str | None = None) -> ShuangjianError:
+def from_code(
+    code: str | None, message: str, field: str | None = None, reason: str | None = None
+) -> ShuangjianError:
     """The error a remote service reported; an unknown code means it is unavailable."""
+    if code == Conflict.code and reason == ConcurrencyConflict.reason:
+        return ConcurrencyConflict(message, field=field)
     return BY_CODE.get(code or "", Unavailable)(message, field=field)

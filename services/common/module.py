@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 from fastapi import FastAPI
 
 from services.common.aggregate import EventTypes
-from services.common.application import CommandContext, Outcome
+from services.common.application import DEFAULT_RETRY, CommandContext, Outcome, RetryPolicy
 from services.common.auth import TokenVerifier
 from services.common.commands import Command, CommandTable
 from services.common.config import ServiceSettings
@@ -41,13 +41,33 @@ class CommandService(Protocol):
 
 @dataclass(frozen=True)
 class Wiring(Generic[S]):
-    """What a service's command side is built from."""
+    """What a service's command side is built from.
+
+    A module hands ``options`` (clock, on_commit, retry, backdate_window) on to its
+    ``Application``, so every service follows the same retry and back-dating rules.
+    """
 
     store: EventStore
     regions: RegionTree
     settings: S
     on_commit: Callable[[], None] | None = None
     clock: Callable[[], datetime] = utc_now
+    retry: RetryPolicy = DEFAULT_RETRY
+
+    @property
+    def backdate_window(self) -> timedelta:
+        """How far back a caller without the admin or importer role may date a fact."""
+        return timedelta(days=self.settings.backdate_window_days)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments every ``Application`` takes: ``App(..., **wiring.options)``."""
+        return {
+            "clock": self.clock,
+            "on_commit": self.on_commit,
+            "retry": self.retry,
+            "backdate_window": self.backdate_window,
+        }
 
 
 def institution_named_in(event: Envelope) -> str | None:

@@ -63,7 +63,10 @@ class RemoteService:
         if response.status_code >= 400:
             error = payload.get("error") or {}
             raise from_code(
-                error.get("code"), error.get("message", response.text), error.get("field")
+                error.get("code"),
+                error.get("message", response.text),
+                error.get("field"),
+                error.get("reason"),
             )
         return Outcome(RemoteAggregate(payload["id"], payload["version"], table.read_model), [])
 

@@ -9,12 +9,12 @@ from typing import Any, Protocol
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
 
-from services.common.application import CommandContext, Outcome
+from services.common.application import IDEMPOTENCY_KEY_MAX, CommandContext, Outcome
 from services.common.auth import Principal
 from services.common.commands import Command
 from services.common.config import ServiceSettings
 from services.common.envelope import Envelope
-from services.common.errors import Forbidden, Unauthenticated
+from services.common.errors import BadInput, Forbidden, Unauthenticated
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
 from services.common.timeutil import local_date, utc_now
@@ -97,10 +97,17 @@ class GatewayContext(BaseContext):
         return local_date(utc_now())
 
     def command(self) -> CommandContext:
+        """The caller of a mutation; an over-long ``Idempotency-Key`` is refused (as REST)."""
         headers = self.request.headers if self.request is not None else {}
+        key = headers.get("idempotency-key")
+        if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+            raise BadInput(
+                f"the Idempotency-Key header is at most {IDEMPOTENCY_KEY_MAX} characters",
+                field="idempotencyKey",
+            )
         return CommandContext(
             principal=self.principal,
             authorization=headers.get("authorization"),
-            idempotency_key=headers.get("idempotency-key"),
+            idempotency_key=key or None,
             correlation_id=headers.get("x-correlation-id"),
         )
