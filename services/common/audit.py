@@ -3,6 +3,13 @@
 It follows every module's events. Each module says which institution an event of its
 is about (``ServiceModule.audit_subject``): for the registry the stream itself, for the
 others the ``institution_id`` their data names.
+
+The trail is read in ``order``: when the event was recorded, then, for events recorded
+at the same instant, its service and stream and its version in that stream. The events
+of one commit share their recording time, so they are listed as the stream holds them
+(a warning card before the suspension recommendation it caused); streams tie-break by
+name, the same way wherever the trail is built. Neither the event id (random) nor the
+position (per event store, and a Kafka offset for the projector) can order them.
 """
 
 from __future__ import annotations
@@ -17,6 +24,19 @@ from services.common.projection import Projection, ProjectionUnit
 INSTITUTION_EVENTS = CollectionSpec("institution_events", indexes=("institution", "order"))
 
 SubjectOf = Callable[[Envelope], str | None]
+
+LAYOUT = 2
+"""Version of the trail documents: 2 since ``order`` follows the stream's version. A
+document is only replaced by one of a higher version, so replaying events over documents
+of an older layout rewrites them instead of skipping them as redeliveries. (The
+projection keeps its name and position: trails written before need ``shuangjian
+rebuild`` once, which drops and replays them.)"""
+
+
+def trail_order(event: Envelope) -> str:
+    """The sort key of ``event`` in a trail: recorded, then service, stream and version."""
+    recorded = event.recorded_at.astimezone(UTC).isoformat(timespec="microseconds")
+    return f"{recorded}|{event.service}|{event.stream}|{event.version:010d}"
 
 
 class AuditTrailProjection(Projection):
@@ -34,17 +54,11 @@ class AuditTrailProjection(Projection):
         institution = subject_of(event) if subject_of is not None else None
         if not institution:
             return
-        key = str(event.id)
         unit.put(
             INSTITUTION_EVENTS.name,
-            key,
-            {
-                "institution": institution,
-                # Recording order within the trail; the id breaks ties between services.
-                "order": f"{event.recorded_at.astimezone(UTC).isoformat()}|{key}",
-                "event": event.to_dict(),
-            },
-            1,
+            str(event.id),
+            {"institution": institution, "order": trail_order(event), "event": event.to_dict()},
+            LAYOUT,
         )
 
 

@@ -33,6 +33,7 @@ from services.registry.domain.events import (
     ListMarkSet,
     SuspensionRecommended,
     WarningCardIssued,
+    is_credit_code_stream,
 )
 from services.registry.domain.rules import TERMINAL, Category, RegistryPolicy, Status
 
@@ -178,8 +179,12 @@ class InstitutionsProjection(Projection):
         self.regions = regions
         self.policy = policy
 
+    def handles(self, event: Envelope) -> bool:
+        """Institutions' events; a credit code's reservation is the command side's alone."""
+        return event.service == SERVICE and not is_credit_code_stream(event.stream)
+
     def prefetch(self, events: Sequence[Envelope]) -> list[tuple[str, str]]:
-        return [(INSTITUTIONS.name, e.stream) for e in events if e.service == SERVICE]
+        return [(INSTITUTIONS.name, e.stream) for e in events if self.handles(e)]
 
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
         doc = await unit.get(INSTITUTIONS.name, event.stream)

@@ -16,6 +16,19 @@ from services.registry.domain.rules import (
 
 SERVICE = "registry"  # the prefix of every type below, the store's and the topic's name
 
+CREDIT_CODE_STREAM = "credit-code/"
+"""Prefix of the stream that reserves one credit code: ``credit-code/<code>``. An
+institution id cannot contain ``/``, so no institution's stream can ever look like it."""
+
+
+def credit_code_stream(code: str) -> str:
+    return CREDIT_CODE_STREAM + code
+
+
+def is_credit_code_stream(stream: str) -> bool:
+    """Is this the reservation of a credit code rather than an institution's stream?"""
+    return stream.startswith(CREDIT_CODE_STREAM)
+
 
 class InstitutionRegistered(DomainEvent):
     TYPE = "registry.InstitutionRegistered"
@@ -109,6 +122,19 @@ class SuspensionRecommended(DomainEvent):
     reason: str
 
 
+class CreditCodeReserved(DomainEvent):
+    """A 统一社会信用代码 is claimed for an institution, in the code's own stream.
+
+    Written before the institution's registration and carrying it, so that a crash
+    between the two commits leaves a claim anyone can finish (see ``CreditCode``).
+    """
+
+    TYPE = "registry.CreditCodeReserved"
+
+    institution_id: str
+    registration: InstitutionRegistered
+
+
 REGISTRY_EVENTS = EventTypes(
     InstitutionRegistered,
     InstitutionApproved,
@@ -121,6 +147,7 @@ REGISTRY_EVENTS = EventTypes(
     ListMarkSet,
     WarningCardIssued,
     SuspensionRecommended,
+    CreditCodeReserved,
 )
 
 # The status each lifecycle event leads to: the aggregate and the read model both apply

@@ -1,4 +1,5 @@
-"""The Institution aggregate: registration and lifecycle, every rule checked here."""
+"""The registry's aggregates: ``Institution`` (registration and lifecycle, every rule
+checked here) and ``CreditCode`` (who holds a 统一社会信用代码)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from typing import TypeVar
 from services.common.aggregate import Aggregate, DomainEvent
 from services.common.errors import BadInput, Conflict, NotFound
 from services.common.regions import RegionTree
+from services.common.text import clean_text
 from services.common.timeutil import local_date
 from services.registry.domain.commands import RegisterInstitution
 from services.registry.domain.events import (
+    CREDIT_CODE_STREAM,
     STATUS_AFTER,
+    CreditCodeReserved,
     InstitutionApproved,
     InstitutionConvertedToNonProfit,
     InstitutionExited,
@@ -67,7 +71,10 @@ class Institution(Aggregate):
         regions: RegionTree,
         policy: RegistryPolicy,
     ) -> None:
-        event = registration_event(cmd, regions, policy)
+        self.record_registration(registration_event(cmd, regions, policy), at)
+
+    def record_registration(self, event: InstitutionRegistered, at: datetime) -> None:
+        """Register with an already checked registration (``registration_event``)."""
         if self.registration is not None:
             if self.registration == event:
                 return  # the same registration sent again: nothing to do
@@ -122,7 +129,7 @@ class Institution(Aggregate):
 
     def suspend(self, reason: str, at: datetime) -> None:
         self._require_registered(at)
-        reason = _text(reason, "reason", REASON_MAX)
+        reason = _text(reason, "reason", REASON_MAX, multiline=True)
         self._transition("suspend")
         self._record(InstitutionSuspended(reason=reason), at)
 
@@ -133,13 +140,13 @@ class Institution(Aggregate):
 
     def revoke(self, reason: str, at: datetime) -> None:
         self._require_registered(at)
-        reason = _text(reason, "reason", REASON_MAX)
+        reason = _text(reason, "reason", REASON_MAX, multiline=True)
         self._transition("revoke")
         self._record(InstitutionRevoked(reason=reason), at)
 
     def exit(self, reason: str, at: datetime) -> None:
         self._require_registered(at)
-        reason = _text(reason, "reason", REASON_MAX)
+        reason = _text(reason, "reason", REASON_MAX, multiline=True)
         self._transition("exit")
         self._record(InstitutionExited(reason=reason), at)
 
@@ -147,7 +154,7 @@ class Institution(Aggregate):
         """Black/white lists stay public after an institution closes, so terminal is fine."""
         self._require_registered(at, allow_terminal=True)
         new_mark = _choice(ListMark, mark, "mark")
-        reason = _text(reason, "reason", REASON_MAX)
+        reason = _text(reason, "reason", REASON_MAX, multiline=True)
         if new_mark is self.list_mark:
             return
         self._record(ListMarkSet(mark=new_mark, reason=reason), at)
@@ -164,7 +171,7 @@ class Institution(Aggregate):
         """红黄牌. RED cards may recommend suspension; the recommendation is its own event."""
         self._require_registered(at)
         card = _choice(WarningColor, color, "color")
-        reason = _text(reason, "reason", REASON_MAX)
+        reason = _text(reason, "reason", REASON_MAX, multiline=True)
         self._record(WarningCardIssued(color=card, reason=reason), at)
         if card is not WarningColor.RED or self.status is not Status.APPROVED:
             return
@@ -176,6 +183,14 @@ class Institution(Aggregate):
         else:
             return
         self._record(SuspensionRecommended(reason=why), at)
+
+    def holds(self, credit_code: str) -> bool:
+        """Does this institution keep ``credit_code`` from anyone else registering it?"""
+        return (
+            self.registration is not None
+            and self.registration.credit_code == credit_code
+            and self.status not in TERMINAL
+        )
 
     def _require_registered(
         self, at: datetime, *, allow_terminal: bool = False
@@ -266,7 +281,7 @@ def registration_event(
     name = _text(cmd.name, "name", NAME_MAX)
     credit_code = validate_credit_code(cmd.credit_code, "credit_code")
     region = regions.require_district(cmd.region, "region").code
-    address = _text(cmd.address, "address", ADDRESS_MAX) if cmd.address else None
+    address = _text(cmd.address, "address", ADDRESS_MAX, multiline=True) if cmd.address else None
     category = _choice(Category, cmd.category, "category")
     mode = _choice(TeachingMode, cmd.mode, "mode")
     kind = _optional_choice(NonSubjectKind, cmd.non_subject_kind, "non_subject_kind")
@@ -293,13 +308,94 @@ def _check_kind(category: Category, kind: NonSubjectKind | None) -> None:
         )
 
 
-def _text(value: str | None, field: str, limit: int) -> str:
-    text = (value or "").strip()
-    if not text:
-        raise BadInput(f"{field} must not be empty", field=field)
-    if len(text) > limit:
-        raise BadInput(f"{field} is {len(text)} characters; at most {limit}", field=field)
-    return text
+def _text(value: str | None, field: str, limit: int, *, multiline: bool = False) -> str:
+    """Free text in NFC, without control or bidi formatting characters (``clean_text``).
+
+    Names and licence numbers are one line; addresses and reasons may have line breaks.
+    """
+    return clean_text(value, field, limit, multiline=multiline)
+
+
+class CreditCode(Aggregate):
+    """Who holds one 统一社会信用代码: a code identifies one organisation.
+
+    Its stream is ``credit-code/<code>``; every registration reserves its code there
+    (appending with the expected version, so of two racing registrations one wins)
+    before it registers the institution. The event store writes one stream per commit,
+    so the two are separate commits:
+
+    * The holder keeps the code while it is registered with it and is not REVOKED or
+      EXITED (``Institution.holds``, judged from the holder's own stream). A revoked or
+      exited holder, or one that ended up registered with another code, frees it, and
+      the next registration takes the reservation over.
+    * A crash between the commits leaves a reservation whose institution has no
+      stream: an unfinished claim, which carries the registration it was made for.
+      Whoever finds it finishes it (``unfinished``): the same registration sent again
+      simply goes on; a registration of another institution first writes the claimed
+      registration to the claimant's stream, then is refused because the code is held.
+      The crashed request, if it was only slow, then finds its registration written
+      and answers as for a re-send. No claim is ever given up on a timer, so a slow
+      request can never end up registered next to another holder of its code.
+    """
+
+    def __init__(self, id: str) -> None:
+        super().__init__(id)
+        self.holder: str | None = None
+        self.claim: InstitutionRegistered | None = None
+        self.claimed_at: datetime | None = None
+
+    @property
+    def code(self) -> str:
+        return self.id.removeprefix(CREDIT_CODE_STREAM)
+
+    def unfinished(self, holder: Institution) -> tuple[InstitutionRegistered, datetime] | None:
+        """The registration (and its business time) a crash left reserved for ``holder``."""
+        if holder.id != self.holder or holder.exists or self.claim is None:
+            return None
+        assert self.claimed_at is not None
+        return self.claim, self.claimed_at
+
+    def reserve(
+        self,
+        institution_id: str,
+        registration: InstitutionRegistered,
+        at: datetime,
+        holder: Institution | None,
+    ) -> None:
+        """Claim the code for ``institution_id``.
+
+        ``holder`` is the current holder as its own stream tells, when there is one
+        other than the claimant; an unfinished claim must be finished first.
+        """
+        if registration.credit_code != self.code:
+            raise ValueError(f"{registration.credit_code} is not the code of {self.id}")
+        if self.holder == institution_id:
+            if self.claim == registration:
+                return  # this registration reserved it already
+        elif self.holder is not None:
+            if holder is None or holder.id != self.holder or not holder.exists:
+                raise ValueError(f"reserving {self.id} needs its holder's registration")
+            if holder.holds(self.code):
+                raise Conflict(
+                    f"credit code {self.code} is already held by another registered "
+                    "institution (one that is neither revoked nor exited)",
+                    field="credit_code",
+                )
+        self.region = registration.region
+        self._record(
+            CreditCodeReserved(institution_id=institution_id, registration=registration), at
+        )
+
+    @singledispatchmethod
+    def when(self, event: DomainEvent, at: datetime) -> None:
+        super().when(event, at)
+
+    @when.register
+    def _(self, event: CreditCodeReserved, at: datetime) -> None:
+        self.holder = event.institution_id
+        self.claim = event.registration
+        self.claimed_at = at
+        self.region = event.registration.region
 
 
 E = TypeVar("E", bound=StrEnum)
