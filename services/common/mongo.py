@@ -555,9 +555,28 @@ class MongoReadStore(ReadStore):
         return int(doc["position"]) if doc else 0
 
     async def reset(self, projection: str, collections: Sequence[str]) -> None:
-        for coll in [self._coll(c) for c in collections]:
-            await coll.delete_many({})
+        """Drop a projection's positions and documents, in an order any crash can survive.
+
+        The steps are separate writes, so a crash can stop the reset anywhere; whatever it
+        leaves, replaying from the stored positions (a restart) ends where an uninterrupted
+        replay does, and running the reset again finishes it:
+
+        1. The positions go first: from then on a restart replays everything. (Documents
+           first would leave positions claiming events applied to documents now gone,
+           which no replay would restore.)
+        2. Then the documents without counters. One left behind still holds its latest
+           version, so the replay's puts skip it, and the counters it contributed to are
+           all still there.
+        3. Then the counter documents. One left behind records (``_pos``) the last source
+           position it absorbed, so the replay adds to it only what came after, while
+           every document it is counted from is gone and is applied afresh.
+        """
+        colls = [self._coll(c) for c in collections]
         await self.positions.delete_many({"projection": projection})
+        for coll in colls:
+            await coll.delete_many({"_pos": {"$exists": False}})
+        for coll in colls:
+            await coll.delete_many({})
 
     async def dump(self, collection: str) -> list[dict[str, Any]]:
         docs = await self._coll(collection).find({}, {"_pos": 0}).sort("_id", 1).to_list()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
+from services.common.datadir import make_private_database
 from services.common.envelope import Envelope
 from services.common.errors import ConcurrencyConflict, Conflict
 from services.common.ports import (
@@ -50,7 +51,8 @@ class SQLiteDatabase:
 
     def __init__(self, path: str | Path, *, durable: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Only the platform's user may read it (nor its -wal and -shm files).
+        make_private_database(self.path)
         # FULL fsyncs every commit: an accepted command survives a power cut. Read models
         # can be rebuilt by replay, so they trade that for speed with NORMAL.
         self._synchronous = "FULL" if durable else "NORMAL"
@@ -387,10 +389,12 @@ class SQLiteReadStore(ReadStore):
     async def reset(self, projection: str, collections: Sequence[str]) -> None:
         tables = [self._table(c) for c in collections]
 
+        # One transaction: a crash leaves everything as it was or everything gone. The
+        # positions go first all the same, in the order the MongoDB adapter needs.
         def txn(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM positions WHERE projection = ?", (projection,))
             for table in tables:
                 conn.execute(f"DELETE FROM {table}")
-            conn.execute("DELETE FROM positions WHERE projection = ?", (projection,))
 
         await self.db.write(txn)
 
