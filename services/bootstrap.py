@@ -39,6 +39,7 @@ from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
 from services.common.topology import Topology
 from services.gateway.app import BodyLimit, create_app
 from services.gateway.remote import DistributedBackend
+from services.gateway.schema import build_schema
 from services.registry.module import MODULE as REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -208,12 +209,12 @@ class Platform:
         return await self.applied(outcome.events, timeout)
 
     async def live_events(self) -> AsyncIterator[Envelope]:
-        queue = self.bus.subscribe()
-        try:
-            while True:
-                yield await queue.get()
-        finally:
-            self.bus.unsubscribe(queue)
+        """Every event published from now on. A subscriber that falls behind by the bus's
+        ``live_capacity`` ends with ``Unavailable``, as over Kafka: it never misses events
+        without being told."""
+        async with self.bus.follow() as subscription:
+            async for event in subscription:
+                yield event
 
     async def settle(self) -> None:
         """Publish every outbox and apply everything stored (tests, demo loading)."""
@@ -263,10 +264,18 @@ def embedded_app(
     schema: Any = None,
 ) -> ASGIApp:
     """GraphQL at /graphql and each service's command API at /api/<service>, one process."""
+    schema = schema if schema is not None else limited_schema(platform.settings)
     app = create_app(platform, verifier, lifespan, schema)
     for module in platform.modules:
         app.mount(f"/api/{module.name}", module.api(platform.services[module.name], verifier))
     return BodyLimit(app, platform.settings.max_body_bytes)
+
+
+def limited_schema(settings: Settings) -> Any:
+    """The platform's GraphQL schema with the configured cost budget and request timeout."""
+    return build_schema(
+        cost_budget=settings.query_cost_budget, request_timeout=settings.request_timeout
+    )
 
 
 def module_named(name: str, modules: Modules = MODULES) -> ServiceModule[Any]:
@@ -350,5 +359,6 @@ def gateway_app(
                 await client.close()
             await read_store.close()
 
+    schema = schema if schema is not None else limited_schema(settings)
     app = create_app(backend, build_verifier(settings, regions), lifespan, schema)
     return BodyLimit(app, settings.max_body_bytes)

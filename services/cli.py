@@ -6,17 +6,19 @@ import asyncio
 import contextlib
 import enum
 import signal
-from collections.abc import AsyncIterator, Iterator
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import structlog
 import typer
 import uvicorn
 from fastapi import FastAPI
 from rich.console import Console
+from rich.text import Text
 
 from services.bootstrap import (
     MODULES,
@@ -28,8 +30,9 @@ from services.bootstrap import (
     module_named,
     service_app,
 )
-from services.common.auth import Role, issue_token, load_or_create_secret
+from services.common.auth import NoSecret, Role, issue_token, load_secret
 from services.common.config import Settings
+from services.common.datadir import FAUST_DIR, DataDirInUse, hold, make_private_dir
 from services.common.errors import ShuangjianError
 from services.common.logging import configure_logging
 from services.common.regions import RegionTree
@@ -41,7 +44,50 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
+errors = Console(stderr=True)
 log = structlog.get_logger(__name__)
+
+REFUSED = 2
+"""Exit code of a command that refused to start (and changed nothing)."""
+
+
+def refuse(message: str) -> NoReturn:
+    """One line on stderr, exit code 2, no traceback."""
+    errors.print(Text.assemble(("Error: ", "bold red"), message), soft_wrap=True)
+    raise typer.Exit(REFUSED)
+
+
+@contextlib.contextmanager
+def data_dir_held(settings: Settings, command: str, *, exclusive: bool) -> Iterator[None]:
+    """Hold the data dir's lock (``services/common/datadir.py``) for the block, or refuse."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(hold(settings.data_dir, command, exclusive=exclusive))
+        except DataDirInUse as exc:
+            refuse(str(exc))
+        except OSError as exc:
+            refuse(f"cannot use the data dir {settings.data_dir}: {exc.strerror or exc}")
+        yield
+
+
+def secret_in_data_dir(settings: Settings) -> bool:
+    """Whether tokens are checked with the secret generated into the data dir."""
+    return settings.jwt_secret is None and settings.jwks_url is None
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the server's socket before anything starts, or refuse: a port in use is found
+    before the platform starts and before anything says it is up."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        refuse(f"cannot listen on {host}:{port}: {reason} (choose another with --port)")
+    return sock
 
 
 @app.callback()
@@ -76,35 +122,59 @@ def up(
     overrides = {"host": host, "port": port, "data_dir": data_dir}
     settings = Settings.model_validate({k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format)
-    platform = build_platform(settings)
-    verifier = build_verifier(settings, platform.regions)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await platform.start()
-        if demo:
-            await load_demo_once(platform)
-        url = f"http://{settings.host}:{settings.port}/graphql"
-        console.print(f"[bold green]Shuangjian is up.[/] GraphiQL: [link={url}]{url}[/link]")
-        if verifier.secret:
-            token = issue_token(
-                verifier.secret, "local-admin", role=Role.ADMIN, ttl=timedelta(hours=12)
-            )
-            console.print(
-                "A national admin token for the next 12 hours; in GraphiQL's Headers tab:"
-            )
-            console.print(f'{{"Authorization": "Bearer {token}"}}', soft_wrap=True, highlight=False)
-        console.print(f"Data dir: {settings.data_dir}  ·  stop with Ctrl-C")
+    # Refused while a rebuild (or anything else) holds the data dir, and on a port in use,
+    # before anything starts.
+    with data_dir_held(settings, "up", exclusive=True):
+        sock = listen(settings.host, settings.port)
+        platform = build_platform(settings)
         try:
-            yield
-        finally:
-            await platform.stop()
+            verifier = build_verifier(settings, platform.regions)
+        except NoSecret as exc:  # an emptied secret file: say so, do not start
+            refuse(str(exc))
 
-    serve_app(embedded_app(platform, verifier, lifespan), settings.host, settings.port)
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await platform.start()
+            if demo:
+                await load_demo_once(platform)
+            try:
+                yield
+            finally:
+                await platform.stop()
+
+        def announce() -> None:
+            """Once the server accepts connections, and only then."""
+            url = f"http://{settings.host}:{sock.getsockname()[1]}/graphql"
+            console.print(f"[bold green]Shuangjian is up.[/] GraphiQL: [link={url}]{url}[/link]")
+            if verifier.secret:
+                token = issue_token(
+                    verifier.secret, "local-admin", role=Role.ADMIN, ttl=timedelta(hours=12)
+                )
+                console.print(
+                    "A national admin token for the next 12 hours; in GraphiQL's Headers tab:"
+                )
+                console.print(
+                    f'{{"Authorization": "Bearer {token}"}}', soft_wrap=True, highlight=False
+                )
+            console.print(f"Data dir: {settings.data_dir}  ·  stop with Ctrl-C")
+
+        serve_app(embedded_app(platform, verifier, lifespan), sock, on_ready=announce)
 
 
 class QuietServer(uvicorn.Server):
-    """Stops cleanly on Ctrl-C / SIGTERM, without re-raising the signal as a traceback."""
+    """Stops cleanly on Ctrl-C / SIGTERM, without re-raising the signal as a traceback.
+
+    ``on_ready`` runs once the app has started and the socket accepts connections.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit and self.on_ready is not None:
+            self.on_ready()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -137,7 +207,15 @@ def serve(
     settings = Settings.model_validate({})
     configure_logging(settings.log_level, settings.log_format)
     module = module_named(service.value)
-    serve_app(service_app(settings, module), host, port or module.port)
+    # Shared: services, projectors and gateways may share a data dir; up and rebuild not.
+    keeps_files = settings.event_store == "sqlite" or secret_in_data_dir(settings)
+    with (
+        data_dir_held(settings, f"serve {module.name}", exclusive=False)
+        if keeps_files
+        else contextlib.nullcontext()
+    ):
+        sock = listen(host, port or module.port)
+        serve_app(service_app(settings, module), sock)
 
 
 @app.command()
@@ -148,7 +226,14 @@ def gateway(
     """Run the GraphQL gateway alone: queries from the read store, commands to the services."""
     settings = Settings.model_validate({})
     configure_logging(settings.log_level, settings.log_format)
-    serve_app(gateway_app(settings), host, port)
+    keeps_files = settings.read_store == "sqlite" or secret_in_data_dir(settings)
+    with (
+        data_dir_held(settings, "gateway", exclusive=False)
+        if keeps_files
+        else contextlib.nullcontext()
+    ):
+        sock = listen(host, port)
+        serve_app(gateway_app(settings), sock)
 
 
 @app.command()
@@ -158,12 +243,19 @@ def project() -> None:
 
     settings = Settings.model_validate({})
     configure_logging(settings.log_level, settings.log_format)
-    run_projector(settings)
+    # Always in the data dir: faust keeps its own dir there, whatever the read store.
+    with data_dir_held(settings, "project", exclusive=False):
+        make_private_dir(settings.data_dir / FAUST_DIR)
+        run_projector(settings)
 
 
-def serve_app(asgi: Any, host: str, port: int) -> None:
+def serve_app(
+    asgi: Any, sock: socket.socket, *, on_ready: Callable[[], None] | None = None
+) -> None:
+    """Serve ``asgi`` on an already bound socket (see ``listen``)."""
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(asgi, host=host, port=port, log_level="warning")
-    asyncio.run(QuietServer(config).serve())
+    asyncio.run(QuietServer(config, on_ready).serve(sockets=[sock]))
 
 
 @app.command()
@@ -171,9 +263,13 @@ def token(
     region: Annotated[
         str | None, typer.Option(help="Region scope (e.g. 640400); omit for national.")
     ] = None,
-    role: Annotated[Role, typer.Option(help="viewer reads; operator and admin also write.")] = (
-        Role.VIEWER
-    ),
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="viewer reads; operator and admin also write; importer (history imports) "
+            "and admin may also back-date beyond the window."
+        ),
+    ] = Role.VIEWER,
     ttl: Annotated[str, typer.Option(help="Lifetime: 30m, 8h, 7d.")] = "8h",
     subject: Annotated[
         str | None, typer.Option(help="Who the token is for (the audit actor).")
@@ -189,10 +285,20 @@ def token(
     except (ShuangjianError, ValueError) as exc:
         console.print(f"[red]{getattr(exc, 'message', exc)}[/]")
         raise typer.Exit(2) from None
-    configured = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
-    secret = configured or load_or_create_secret(settings.data_dir)
+    if settings.jwt_secret is not None:
+        secret = settings.jwt_secret.get_secret_value()
+    else:
+        # Never a new secret here: the server would refuse what it signs.
+        try:
+            secret = load_secret(settings.data_dir)
+        except NoSecret as exc:
+            refuse(str(exc))
     who = subject or f"{role.value}@{scope or 'national'}"
-    print(issue_token(secret, who, role=role, region=scope, ttl=lifetime))
+    try:
+        signed = issue_token(secret, who, role=role, region=scope, ttl=lifetime)
+    except ValueError as exc:  # a subject no verifier would accept
+        refuse(f"--subject: {exc}")
+    print(signed)
 
 
 def parse_ttl(text: str) -> timedelta:
@@ -211,22 +317,24 @@ def rebuild(
 ) -> None:
     """Drop every read model and rebuild it by replaying the event stores.
 
-    Run it with the platform stopped. The documents come back identical (guarantee 6).
+    Refused while anything else uses the data dir (`up`, `serve`, `gateway`, `project`).
+    The documents come back identical (guarantee 6).
     """
     settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
     configure_logging(settings.log_level, settings.log_format)
+    with data_dir_held(settings, "rebuild", exclusive=True):
+        asyncio.run(_replay(settings))
 
-    async def replay() -> None:
-        platform = build_platform(settings)
-        for store in platform.event_stores.values():
-            await store.start()
-        await platform.runner.prepare()
-        try:
-            for projection in platform.runner.projections:
-                with console.status(f"Replaying into {projection.name}…"):
-                    await platform.runner.rebuild(projection)
-                console.print(f"Rebuilt {projection.name}.")
-        finally:
-            await platform.stop()
 
-    asyncio.run(replay())
+async def _replay(settings: Settings) -> None:
+    platform = build_platform(settings)
+    for store in platform.event_stores.values():
+        await store.start()
+    await platform.runner.prepare()
+    try:
+        for projection in platform.runner.projections:
+            with console.status(f"Replaying into {projection.name}…"):
+                await platform.runner.rebuild(projection)
+            console.print(f"Rebuilt {projection.name}.")
+    finally:
+        await platform.stop()

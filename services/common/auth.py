@@ -1,9 +1,11 @@
 """Who is asking, and which part of the country they may see and change.
 
-A bearer JWT carries the subject (``sub``), a region scope (``region``: a GB/T 2260 code;
-absent means national) and a role (``viewer`` reads, ``operator`` also writes, ``admin``
-also administers). HS256 with a shared secret serves the embedded and development set-up;
-RS256/ES256 tokens from a production OIDC provider are verified against its JWKS URL.
+A bearer JWT carries the subject (``sub``: 1-200 printable characters, the actor its
+events record), a region scope (``region``: a GB/T 2260 code; absent means national) and
+a role (``viewer`` reads, ``operator`` also writes, ``importer`` writes and may back-date
+history, ``admin`` also administers). HS256 with a shared secret serves the embedded and
+development set-up; RS256/ES256 tokens from a production OIDC provider are verified
+against its JWKS URL.
 
 The checks themselves (``Principal.require_read`` / ``require_write``) are pure and live
 here, so the services and the read path enforce the same rule, not only the gateway.
@@ -11,7 +13,9 @@ here, so the services and the read path enforce the same rule, not only the gate
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,23 +24,43 @@ from typing import Any
 
 import jwt
 
+from services.common.datadir import FILE_MODE, SECRET_FILE, make_private_dir
 from services.common.errors import Forbidden, ShuangjianError, Unauthenticated
 from services.common.regions import RegionTree
 from services.common.timeutil import utc_now
 
 AUDIENCE = "shuangjian"
 ISSUER = "shuangjian"
-SECRET_FILE = "jwt-secret"
 
 
 class Role(enum.StrEnum):
     VIEWER = "viewer"
     OPERATOR = "operator"
     ADMIN = "admin"
+    IMPORTER = "importer"
+    """Loads history: writes like an operator, and may back-date beyond the window."""
 
     @property
     def writes(self) -> bool:
         return self is not Role.VIEWER
+
+    @property
+    def backdates(self) -> bool:
+        """May record facts further back than the back-dating window (history imports)."""
+        return self in (Role.ADMIN, Role.IMPORTER)
+
+
+SUBJECT_MAX = 200
+
+
+def usable_subject(subject: object) -> bool:
+    """A subject is the actor every event records: 1-200 printable characters, not blank."""
+    return (
+        isinstance(subject, str)
+        and 0 < len(subject) <= SUBJECT_MAX
+        and subject.isprintable()
+        and not subject.isspace()
+    )
 
 
 @dataclass(frozen=True)
@@ -86,16 +110,53 @@ SYSTEM = Principal("system", Role.ADMIN)
 """Internal callers (demo loader, replays): national, and not from a token."""
 
 
+class NoSecret(Exception):
+    """The data dir holds no token secret: nothing signed now would be accepted."""
+
+
+def load_secret(data_dir: Path) -> str:
+    """The HS256 secret the platform generated in the data dir; never makes one up.
+
+    Used where a new secret would be useless (``shuangjian token``): a token signed with
+    it would be refused by the server, which has its own.
+    """
+    path = data_dir / SECRET_FILE
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        secret = ""
+    if not secret:
+        raise NoSecret(
+            f"the data dir {data_dir} holds no token secret ({path} is missing or empty): "
+            "give the server's data dir (--data-dir or SHUANGJIAN_DATA_DIR), start "
+            "`shuangjian up` there once, or set SHUANGJIAN_JWT_SECRET"
+        )
+    return secret
+
+
 def load_or_create_secret(data_dir: Path) -> str:
-    """The HS256 secret kept in the data dir, created (mode 0600) on first use."""
+    """The HS256 secret kept in the data dir, created (mode 0600) on first use.
+
+    Processes starting together on one data dir agree on one secret: each writes a
+    candidate to its own file and links it into place, which only the first one can.
+    """
     path = data_dir / SECRET_FILE
     if path.exists():
-        return path.read_text(encoding="utf-8").strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(secret, encoding="utf-8")
-    return secret
+        return load_secret(data_dir)
+    make_private_dir(data_dir)
+    candidate = data_dir / f".{SECRET_FILE}.{os.getpid()}.tmp"
+    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(secrets.token_urlsafe(48))
+            out.flush()
+            os.fsync(out.fileno())
+        # Another process may have been first: then its secret is the one.
+        with contextlib.suppress(FileExistsError):
+            os.link(candidate, path)
+    finally:
+        candidate.unlink(missing_ok=True)
+    return load_secret(data_dir)
 
 
 def issue_token(
@@ -106,6 +167,10 @@ def issue_token(
     region: str | None = None,
     ttl: timedelta = timedelta(hours=8),
 ) -> str:
+    if not usable_subject(subject):
+        raise ValueError(
+            f"a token's subject is 1-{SUBJECT_MAX} printable characters, not blank: {subject!r}"
+        )
     now = utc_now()
     claims: dict[str, Any] = {
         "sub": subject,
@@ -154,8 +219,13 @@ class TokenVerifier:
         region = claims.get("region")
         if region is not None and not isinstance(region, str):
             raise Unauthenticated("the token's region must be a region code")
+        subject = claims["sub"]
+        if not usable_subject(subject):
+            raise Unauthenticated(
+                f"the token's subject (sub) must be 1-{SUBJECT_MAX} printable characters"
+            )
         try:
-            return Principal.of(str(claims["sub"]), role, region, self.regions)
+            return Principal.of(subject, role, region, self.regions)
         except ShuangjianError as exc:
             raise Unauthenticated(f"the token's region is not usable: {exc.message}") from None
 

@@ -17,12 +17,21 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SOURCES = SettingsConfigDict(env_prefix="SHUANGJIAN_", env_file=".env", extra="ignore")
+# Days a fact may be back-dated without the admin or importer role (every service).
+BACKDATE_WINDOW_DAYS = 3
 
 
 class ServiceSettings(BaseSettings):
     """Base of a service's own settings; ``url`` is where other processes reach its API."""
 
     model_config = SOURCES
+
+    backdate_window_days: int = Field(
+        BACKDATE_WINDOW_DAYS,
+        ge=1,
+        le=36500,
+        description="How many days back a fact may be dated without the admin or importer role.",
+    )
 
     @property
     @abc.abstractmethod
@@ -87,6 +96,19 @@ class Settings(BaseSettings):
     jwt_audience: str = "shuangjian"
     jwt_issuer: str | None = Field("shuangjian", description="Expected iss; empty: not checked.")
     max_body_bytes: int = Field(256 * 1024, ge=1024, description="Largest request body.")
+    query_cost_budget: int = Field(
+        50_000,
+        ge=0,
+        description="Largest estimated cost of one GraphQL operation (each field 1, times the "
+        "size of every list around it), refused before it runs; 0: no limit.",
+    )
+    request_timeout: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="Seconds a GraphQL query or mutation may run before it is stopped "
+        "(UNAVAILABLE); subscriptions are not limited; 0: no limit.",
+    )
 
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"

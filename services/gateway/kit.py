@@ -13,9 +13,9 @@ and a slice may add fields to another slice's type by its GraphQL name
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeAlias, TypeVar
 
 import strawberry
@@ -23,11 +23,12 @@ from strawberry.types import Info
 from strawberry.types.field import StrawberryField
 
 from services.common.audit import institution_events
+from services.common.config import BACKDATE_WINDOW_DAYS
 from services.common.errors import BadInput
 from services.common.ports import Page, encode_cursor
 from services.common.regions import Region as RegionRecord
 from services.common.regions import RegionLevel as RegionLevelEnum
-from services.common.regions import well_formed
+from services.common.regions import RegionTree
 from services.common.rollups import REGION_STATS, month_range, region_months
 from services.gateway.context import GatewayContext
 from services.gateway.scalars import Date, DateTime
@@ -50,6 +51,19 @@ def page_size(first: int | None, field: str = "first", default: int = 20) -> int
     if not 0 <= first <= MAX_PAGE:
         raise BadInput(f"first must be between 0 and {MAX_PAGE}", field=field)
     return first
+
+
+LIST_SIZE = "shuangjian.cost.list_size"
+ListSize: TypeAlias = int | Callable[[Mapping[str, Any]], int]
+
+
+def list_size(size: ListSize) -> dict[str, ListSize]:
+    """``strawberry.field`` metadata: at most how many items this list field answers.
+
+    A number, or a function of the field's arguments; the query cost estimate
+    (``cost.py``) multiplies the items' selections by it.
+    """
+    return {LIST_SIZE: size}
 
 
 # --- how slices add fields to types they do not own -----------------------------------
@@ -116,6 +130,19 @@ class DomainEvent:
     actor: str | None
     data: str = strawberry.field(description="The event's data as a JSON string.")
 
+    @strawberry.field(
+        description="occurredAt is more than the back-dating window "
+        "(SHUANGJIAN_BACKDATE_WINDOW_DAYS, default 3 days) before recordedAt: a fact only "
+        "the admin or importer role (or the platform itself) may record."
+    )
+    def backdated(self, info: Info[GatewayContext, None]) -> bool:
+        service = self.type.split(".", 1)[0]
+        try:
+            days = ctx(info).backend.config(service).backdate_window_days
+        except KeyError:  # a service this gateway no longer runs
+            days = BACKDATE_WINDOW_DAYS
+        return self.recorded_at - self.occurred_at > timedelta(days=days)
+
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> DomainEvent:
         return cls(
@@ -179,6 +206,17 @@ class MonthlyStats:
     counters: strawberry.Private[dict[str, Any]]
 
 
+# What the region lists answer at most, for the query cost estimate (the shipped tree).
+_MOST_CHILDREN = max(len(RegionTree.load().children(r.code)) for r in RegionTree.load())
+
+
+def _regions_listed(arguments: Mapping[str, Any]) -> int:
+    try:
+        return len(RegionTree.load().by_level(arguments["level"], arguments.get("parent")))
+    except BadInput:
+        return 0  # the resolver refuses the parent before listing anything
+
+
 @strawberry.type
 class Region:
     code: str
@@ -198,7 +236,7 @@ class Region:
         parent = ctx(info).backend.regions.parent(self.code)
         return Region.of(parent) if parent else None
 
-    @strawberry.field
+    @strawberry.field(metadata=list_size(_MOST_CHILDREN))
     def children(self, info: Info[GatewayContext, None]) -> list[Region]:
         return [Region.of(r) for r in ctx(info).backend.regions.children(self.code)]
 
@@ -232,12 +270,12 @@ class KitQuery:
         "340100 city, 340103 district); 2- and 4-digit prefixes are accepted."
     )
     def region(self, info: Info[GatewayContext, None], code: str) -> Region | None:
-        if not well_formed(code):
-            raise BadInput("a region code is 2, 4 or 6 digits", field="code")
-        found = ctx(info).backend.regions.get(code)
-        return Region.of(found) if found else None
+        # A code that is not in the shipped list is BAD_INPUT, as in every other argument
+        # that names a region (filters, subscriptions, inputs), not a silent null.
+        regions = ctx(info).backend.regions
+        return Region.of(regions.require(regions.canonical(code, "code")))
 
-    @strawberry.field
+    @strawberry.field(metadata=list_size(_regions_listed))
     def regions(
         self,
         info: Info[GatewayContext, None],

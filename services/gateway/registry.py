@@ -344,8 +344,9 @@ async def registry_command(
     info: Info[GatewayContext, None], cmd: RegistryCommand, input_name: str | None = None
 ) -> Institution:
     """Send a command to the registry and answer with the institution as queries see it."""
+    caller = ctx(info).command()  # its errors name headers, not the mutation's input
     with input_fields(input_name):
-        outcome = await ctx(info).backend.execute(cmd, ctx(info).command())
+        outcome = await ctx(info).backend.execute(cmd, caller)
     return await institution_after(info, outcome)
 
 

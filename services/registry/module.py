@@ -27,7 +27,7 @@ from services.registry.domain.commands import (
     SetListMark,
     SuspendInstitution,
 )
-from services.registry.domain.events import REGISTRY_EVENTS, SERVICE
+from services.registry.domain.events import REGISTRY_EVENTS, SERVICE, is_credit_code_stream
 from services.registry.domain.rules import (
     Category,
     ListMark,
@@ -71,8 +71,7 @@ def application(wiring: Wiring[RegistrySettings]) -> CommandService:
         wiring.store,
         wiring.regions,
         wiring.settings.policy(),
-        clock=wiring.clock,
-        on_commit=wiring.on_commit,
+        **wiring.options,
     )
 
 
@@ -80,9 +79,10 @@ def projections(regions: RegionTree, settings: RegistrySettings) -> Sequence[Pro
     return [InstitutionsProjection(regions, settings.policy())]
 
 
-def institution_of(event: Envelope) -> str:
-    """Every registry event is about the institution whose stream it is in."""
-    return event.stream
+def institution_of(event: Envelope) -> str | None:
+    """A registry event is about the institution whose stream it is in; a credit code's
+    reservation (stream ``credit-code/<code>``) is about none."""
+    return None if is_credit_code_stream(event.stream) else event.stream
 
 
 MODULE = ServiceModule(

@@ -57,7 +57,8 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[GraphQL, Any]]:
             headers={"Authorization": authorization},
         )
 
-    async with client(bearer(Role.OPERATOR, "640400", subject="guyuan-op")) as c:
+    # A district system loading history: the registrations are back-dated.
+    async with client(bearer(Role.IMPORTER, "640400", subject="guyuan-op")) as c:
         try:
             yield GraphQL(c), client
         finally:

@@ -122,9 +122,7 @@ NOTES: ServiceModule[NoteSettings] = ServiceModule(
     events=EventTypes(NoteWritten),
     settings=NoteSettings,
     commands=(TABLE,),
-    application=lambda w: Application(
-        w.store, EventTypes(NoteWritten), Note, TABLE, on_commit=w.on_commit
-    ),
+    application=lambda w: Application(w.store, EventTypes(NoteWritten), Note, TABLE, **w.options),
     projections=lambda regions, _: [NotesProjection(regions)],
     port=8009,
 )

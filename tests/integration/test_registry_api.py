@@ -34,7 +34,8 @@ async def api(app: Any) -> Any:
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://test",
-        headers={"Authorization": bearer(Role.OPERATOR, "640400", subject="xiji-operator")},
+        # A district system loading history: body() is back-dated.
+        headers={"Authorization": bearer(Role.IMPORTER, "640400", subject="xiji-operator")},
     ) as client:
         yield client
 

@@ -142,7 +142,7 @@ async def test_national_viewer_sees_everything(app: Any, seeded: None) -> None:
 
 async def test_the_token_subject_is_the_audit_actor(app: Any) -> None:
     async with client(app, bearer(Role.OPERATOR, "640402", subject="zhang.san@640402")) as c:
-        await post(c, REGISTER, {"input": registration(id="a1")})
+        await post(c, REGISTER, {"input": registration(id="a1", occurredAt=None)})
         trail = await post(c, '{ institution(id: "a1") { events { edges { node { actor } } } } }')
     edges = trail.json()["data"]["institution"]["events"]["edges"]
     assert [e["node"]["actor"] for e in edges] == ["zhang.san@640402"]
@@ -217,6 +217,9 @@ def test_token_commands_print_usable_tokens(tmp_path: Any) -> None:
     import sys
     from pathlib import Path
 
+    from services.common.auth import load_or_create_secret
+
+    load_or_create_secret(tmp_path)  # `up` made it; `token` only reads it (defect 11)
     cli = Path(sys.executable).parent / "shuangjian"
     made = subprocess.run(
         [
@@ -233,8 +236,6 @@ def test_token_commands_print_usable_tokens(tmp_path: Any) -> None:
         text=True,
         check=True,
     )
-    from services.common.auth import load_or_create_secret
-
     verifier = TokenVerifier(RegionTree.load(), secret=load_or_create_secret(tmp_path))
     principal = verifier.verify(f"Bearer {made.stdout.strip()}")
     assert (principal.role, principal.scope) == (Role.OPERATOR, "6404")
