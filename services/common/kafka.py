@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from uuid import UUID
 
@@ -42,6 +40,7 @@ from aiokafka.errors import (
 
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent, Unavailable
+from services.common.live import LiveSubscription, Signal
 from services.common.ports import Bus
 from services.common.topology import dead_letter_topic, events_topic
 
@@ -285,11 +284,6 @@ def _fail_buffered(accumulator: Any, error: Exception) -> None:
             waiter.exception()
 
 
-class _Signal(enum.Enum):
-    END = "end"  # the tail was closed: the subscription ends normally
-    DROPPED = "dropped"  # the subscriber fell behind: the subscription ends with an error
-
-
 @dataclass
 class _Progress:
     """Where one run of a tail's consumer is: kept when it reconnects."""
@@ -299,58 +293,8 @@ class _Progress:
     failures: int = 0  # in a row, for the backoff; reset once a consumer is positioned
 
 
-class TailSubscription:
-    """One subscriber's view of a ``KafkaTail``: an async iterator of envelopes.
-
-    Ends when the tail closes; raises ``Unavailable`` once it was dropped for falling
-    behind. ``close()`` (or leaving ``async with``) unsubscribes.
-    """
-
-    def __init__(self, tail: KafkaTail, capacity: int) -> None:
-        self._tail = tail
-        self._queue: asyncio.Queue[Envelope | _Signal] = asyncio.Queue(capacity)
-
-    def __aiter__(self) -> TailSubscription:
-        return self
-
-    async def __anext__(self) -> Envelope:
-        item = await self._queue.get()
-        if isinstance(item, Envelope):
-            return item
-        self._queue.put_nowait(item)  # the end is final: every later call sees it too
-        if item is _Signal.DROPPED:
-            raise Unavailable(
-                "this live subscription fell behind the event stream and was dropped; "
-                "subscribe again"
-            )
-        raise StopAsyncIteration
-
-    def close(self) -> None:
-        self._tail._leave(self)
-
-    async def __aenter__(self) -> TailSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _offer(self, event: Envelope) -> bool:
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    def _end(self, signal: _Signal) -> None:
-        """Replace whatever is still queued by ``signal``; the subscriber sees it next."""
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(signal)
+# A Kafka tail's subscriber is the kernel's live subscription, as the in-process bus's is.
+TailSubscription = LiveSubscription
 
 
 class KafkaTail:
@@ -422,7 +366,7 @@ class KafkaTail:
         """A new subscriber; starts the consumer if it is the first. Never waits for Kafka."""
         if self._closed:
             raise Unavailable("the live event tail is closed")
-        subscription = TailSubscription(self, self.capacity)
+        subscription = TailSubscription(self._leave, self.capacity)
         self._subscriptions.add(subscription)
         if self._task is None:
             after = set(self._stopping)
@@ -455,7 +399,7 @@ class KafkaTail:
         """End every subscription and stop the consumer."""
         self._closed = True
         for subscription in list(self._subscriptions):
-            subscription._end(_Signal.END)
+            subscription.end(Signal.END)
         self._subscriptions.clear()
         self._stop_consumer()
         # Already cancelled; cancelling again would interrupt the consumer's own stop.
@@ -600,14 +544,14 @@ class KafkaTail:
         if len(self._seen) > self.remember:
             self._seen.popitem(last=False)
         for subscription in list(self._subscriptions):
-            if not subscription._offer(event):
+            if not subscription.offer(event):
                 log.warning(
                     "kafka.tail.subscriber_dropped",
                     reason="queue full",
                     capacity=self.capacity,
                     **where,
                 )
-                subscription._end(_Signal.DROPPED)
+                subscription.end(Signal.DROPPED)
                 self._leave(subscription)
 
     async def _shutdown(self, consumer: Any) -> None:

@@ -3,79 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Sequence
-from types import TracebackType
 
 import structlog
 
 from services.common.envelope import Envelope
-from services.common.errors import Unavailable
+from services.common.live import LiveSubscription, Signal
 from services.common.ports import Bus
 
 log = structlog.get_logger(__name__)
-
-
-class _Signal(enum.Enum):
-    END = "end"  # the bus closed
-    DROPPED = "dropped"  # the subscriber fell behind
-
-
-class LiveSubscription:
-    """One live subscriber of the in-process bus: an async iterator of envelopes.
-
-    It behaves as ``kafka.TailSubscription`` does, so a live subscriber sees the same in
-    the embedded and the distributed set-up: it ends when the bus closes, and raises
-    ``Unavailable`` once it was dropped for falling ``capacity`` events behind (and on
-    every later call), so it always knows that it missed something. ``close()`` (or
-    leaving ``async with``) unsubscribes.
-    """
-
-    def __init__(self, bus: InProcessBus, capacity: int) -> None:
-        self._bus = bus
-        self._queue: asyncio.Queue[Envelope | _Signal] = asyncio.Queue(capacity)
-
-    def __aiter__(self) -> LiveSubscription:
-        return self
-
-    async def __anext__(self) -> Envelope:
-        item = await self._queue.get()
-        if isinstance(item, Envelope):
-            return item
-        self._queue.put_nowait(item)  # the end is final: every later call sees it too
-        if item is _Signal.DROPPED:
-            raise Unavailable(
-                "this live subscription fell behind the event stream and was dropped; "
-                "subscribe again"
-            )
-        raise StopAsyncIteration
-
-    def close(self) -> None:
-        self._bus._leave(self)
-
-    async def __aenter__(self) -> LiveSubscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _offer(self, event: Envelope) -> bool:
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
-
-    def _end(self, signal: _Signal) -> None:
-        """Replace whatever is still queued by ``signal``; the subscriber sees it next."""
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(signal)
 
 
 class InProcessBus(Bus):
@@ -109,7 +45,7 @@ class InProcessBus(Bus):
 
     def follow(self) -> LiveSubscription:
         """A live subscriber: every event published from now on, or ``Unavailable``."""
-        subscription = LiveSubscription(self, self.live_capacity)
+        subscription = LiveSubscription(self._leave, self.live_capacity)
         self._live.append(subscription)
         return subscription
 
@@ -133,14 +69,14 @@ class InProcessBus(Bus):
                     break
         for subscription in list(self._live):
             for event in events:
-                if not subscription._offer(event):
+                if not subscription.offer(event):
                     self._leave(subscription)
-                    subscription._end(_Signal.DROPPED)
+                    subscription.end(Signal.DROPPED)
                     log.warning("bus.subscriber_dropped", behind_at=event.position)
                     break
 
     async def close(self) -> None:
         """End every live subscription (they stop iterating)."""
         for subscription in list(self._live):
-            subscription._end(_Signal.END)
+            subscription.end(Signal.END)
         self._live.clear()
