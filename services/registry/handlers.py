@@ -26,9 +26,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import uuid4
 
-from services.common.aggregate import Change
 from services.common.application import (
     BACKDATE_WINDOW,
     DEFAULT_RETRY,
@@ -154,7 +152,8 @@ class Registry(Application[Institution]):
                 return True
             try:
                 await self.store.append(
-                    self._reservation(code_stream, loaded_at, changes, ctx),
+                    # Reserving again is a no-op by itself: no ids from an idempotency key.
+                    self._envelopes(code_stream, loaded_at, changes, ctx, None),
                     expected_version=loaded_at,
                 )
             except ConcurrencyConflict:
@@ -184,31 +183,6 @@ class Registry(Application[Institution]):
             await super().execute(
                 institution, Registration(event, at), sender, operation="RegisterInstitution"
             )
-
-    def _reservation(
-        self, stream: str, loaded_at: int, changes: list[Change], ctx: CommandContext
-    ) -> list[Envelope]:
-        """The reservation's events. Reserving again is a no-op by itself, so the ids are
-        random rather than derived from an idempotency key."""
-        now = self.clock()
-        ids = [uuid4() for _ in changes]
-        return [
-            Envelope(
-                id=event_id,
-                type=change.event.TYPE,
-                schema_version=change.event.SCHEMA_VERSION,
-                stream=stream,
-                version=loaded_at + offset,
-                region=change.region,
-                occurred_at=change.occurred_at,
-                recorded_at=now,
-                actor=ctx.who,
-                causation_id=ctx.causation_id,
-                correlation_id=ctx.correlation_id or str(ids[0]),
-                data=change.event.payload(),
-            )
-            for offset, (event_id, change) in enumerate(zip(ids, changes, strict=True), start=1)
-        ]
 
     async def _load_code(self, stream: str) -> tuple[CreditCode, Envelope | None]:
         stored = await self.store.read_stream(stream)
