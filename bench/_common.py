@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import platform
 import sqlite3
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import structlog
 from rich.console import Console
@@ -139,3 +143,33 @@ def latency_table(title: str, rows: Sequence[Latency]) -> Table:
             ratio,
         )
     return table
+
+
+@dataclass
+class Demo:
+    """An embedded platform holding the demo data, for the benchmarks that query it."""
+
+    platform: Any
+    settings: Any
+    institutions: int
+    load_seconds: float
+
+
+@contextlib.asynccontextmanager
+async def demo_platform(prefix: str) -> AsyncIterator[Demo]:
+    """A started platform in a temporary data dir with the demo loaded and projected."""
+    from services.bootstrap import build_platform
+    from services.common.config import Settings
+    from services.demo import load_demo
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        settings = Settings(data_dir=Path(tmp) / "data", _env_file=None)  # type: ignore[call-arg]
+        platform = build_platform(settings)
+        await platform.start()
+        try:
+            with Stopwatch() as loading:
+                loaded = await load_demo(platform.commands, platform.regions)
+                await platform.settle()
+            yield Demo(platform, settings, loaded, loading.seconds)
+        finally:
+            await platform.stop()

@@ -10,21 +10,24 @@ between the GraphQL layer and the HTTP/ASGI stack (which includes token verifica
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench._common import Latency, Stopwatch, console, latency_table, print_machine, quiet_logs
-from services.bootstrap import Platform, build_platform, embedded_app
+from bench._common import (
+    Latency,
+    console,
+    demo_platform,
+    latency_table,
+    print_machine,
+    quiet_logs,
+)
+from services.bootstrap import Platform, embedded_app
 from services.common.auth import SYSTEM, Role, TokenVerifier, issue_token
-from services.common.config import Settings
 from services.common.ports import Prefix, Query
-from services.demo import load_demo
 from services.gateway.context import GatewayContext
 from services.gateway.schema import build_schema
 from services.registry.projections import INSTITUTIONS, REGION_STATS
@@ -158,21 +161,13 @@ async def run(platform: Platform) -> tuple[list[Latency], list[Latency]]:
 
 async def main() -> None:
     quiet_logs()
-    with tempfile.TemporaryDirectory(prefix="bench-gw-") as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", _env_file=None)  # type: ignore[call-arg]
-        platform = build_platform(settings)
-        await platform.start()
-        try:
-            with Stopwatch() as loading:
-                loaded = await load_demo(platform.commands, platform.regions)
-                await platform.settle()
-            region_rows, list_rows = await run(platform)
-        finally:
-            await platform.stop()
+    async with demo_platform("bench-gw-") as demo:
+        region_rows, list_rows = await run(demo.platform)
+    loaded, loading_seconds = demo.institutions, demo.load_seconds
 
     console.print(
         f"gateway: demo data = {loaded} institutions, loaded and projected in "
-        f"{loading.seconds:.2f} s; {REQUESTS} sequential requests per row after {WARMUP} "
+        f"{loading_seconds:.2f} s; {REQUESTS} sequential requests per row after {WARMUP} "
         f"warm-up ones, rows taking turns in blocks of {BLOCK}; req/s = 1 / mean latency",
         highlight=False,
     )

@@ -18,21 +18,17 @@ from __future__ import annotations
 import asyncio
 import resource
 import statistics
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.table import Table
 
-from bench._common import Stopwatch, console, print_machine, quiet_logs
-from services.bootstrap import Platform, build_platform, embedded_app
+from bench._common import console, demo_platform, print_machine, quiet_logs
+from services.bootstrap import Platform, embedded_app
 from services.common.auth import Role, TokenVerifier, issue_token
-from services.common.config import Settings
-from services.demo import load_demo
 from services.gateway.schema import build_schema
 
 CITY = "640400"
@@ -193,20 +189,12 @@ def table(rows: list[Row]) -> Table:
 
 async def main() -> None:
     quiet_logs()
-    with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
-        settings = Settings(data_dir=Path(tmp) / "data", _env_file=None)  # type: ignore[call-arg]
-        platform = build_platform(settings)
-        await platform.start()
-        try:
-            with Stopwatch() as loading:
-                loaded = await load_demo(platform.commands, platform.regions)
-                await platform.settle()
-            rows = await run(platform)
-        finally:
-            await platform.stop()
+    async with demo_platform("bench-cost-") as demo:
+        rows = await run(demo.platform)
+    settings, loaded, loading_seconds = demo.settings, demo.institutions, demo.load_seconds
     console.print(
         f"query cost: demo data = {loaded} institutions, loaded and projected in "
-        f"{loading.seconds:.2f} s; budget {settings.query_cost_budget:,}, request timeout "
+        f"{loading_seconds:.2f} s; budget {settings.query_cost_budget:,}, request timeout "
         f"{settings.request_timeout:g} s; quick rows: median of {REPEATS}; the crowd rows' "
         "seconds are the trivial query's worst, their bytes the three hostile answers'",
         highlight=False,
