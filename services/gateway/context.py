@@ -97,7 +97,8 @@ class GatewayContext(BaseContext):
         return local_date(utc_now())
 
     def command(self) -> CommandContext:
-        """The caller of a mutation; an over-long ``Idempotency-Key`` is refused (as REST)."""
+        """The caller of a mutation; an over-long ``Idempotency-Key`` or ``X-Correlation-Id``
+        is refused (as REST)."""
         headers = self.request.headers if self.request is not None else {}
         key = headers.get("idempotency-key")
         if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
@@ -105,9 +106,16 @@ class GatewayContext(BaseContext):
                 f"the Idempotency-Key header is at most {IDEMPOTENCY_KEY_MAX} characters",
                 field="idempotencyKey",
             )
+        correlation = headers.get("x-correlation-id")
+        if correlation is not None and len(correlation) > IDEMPOTENCY_KEY_MAX:
+            # Stored on every event the command records: bounded as on REST.
+            raise BadInput(
+                f"the X-Correlation-Id header is at most {IDEMPOTENCY_KEY_MAX} characters",
+                field="correlationId",
+            )
         return CommandContext(
             principal=self.principal,
             authorization=headers.get("authorization"),
             idempotency_key=key or None,
-            correlation_id=headers.get("x-correlation-id"),
+            correlation_id=correlation or None,
         )

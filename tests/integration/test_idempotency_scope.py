@@ -91,3 +91,18 @@ async def test_an_idempotency_key_over_200_characters_is_refused(
 
     at_most = await gql(APPROVE, {"id": "k3", "licenseNo": "L-1"}, **{"Idempotency-Key": "k" * 200})
     assert at_most["data"]["approveInstitution"]["status"] == "APPROVED"
+
+
+async def test_a_correlation_id_over_200_characters_is_refused(
+    gql: GraphQL, platform: Platform
+) -> None:
+    store = platform.event_stores["registry"]
+    long_id = {"X-Correlation-Id": "c" * 201}
+    body = await gql(REGISTER, {"input": registration(id="c1")}, **long_id)
+    assert body["errors"][0]["extensions"] == {"code": "BAD_INPUT", "field": "correlationId"}
+    assert await store.max_position() == 0
+
+    fitting = {"X-Correlation-Id": "c" * 200}
+    assert "errors" not in await gql(REGISTER, {"input": registration(id="c1")}, **fitting)
+    trail = await gql.data('{ institution(id: "c1") { events { edges { node { id } } } } }')
+    assert len(trail["institution"]["events"]["edges"]) == 1
