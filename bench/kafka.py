@@ -73,6 +73,7 @@ from services.demo import credit_code
 from services.projector import Record, build_projector
 from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
 from services.registry.handlers import Registry
+from services.registry.module import no_rectifications
 from services.registry.settings import RegistrySettings
 
 SEED = 20261123
@@ -184,7 +185,9 @@ async def write_events(path: Path, regions: RegionTree, settings: Settings) -> l
     store = SetupEventStore(path)
     await store.start()
     try:
-        registry = Registry(store, regions, RegistrySettings().policy())
+        registry = Registry(
+            store, regions, RegistrySettings().policy(), rectification_overdue=no_rectifications
+        )
         ctx = CommandContext(actor=ACTOR)
         for cmd in make_workload(regions, EVENTS):
             await registry.handle(cmd, ctx)

@@ -49,6 +49,7 @@ from services.demo import KINDS, credit_code
 from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
+from services.registry.module import no_rectifications
 from services.registry.projections import REGION_STATS, InstitutionsProjection
 
 SEED = 20261123
@@ -304,7 +305,7 @@ async def main() -> None:
         read_path = root / "read-models.db"
         read_store = SQLiteReadStore(read_path)
         try:
-            registry = Registry(store, regions, policy)
+            registry = Registry(store, regions, policy, rectification_overdue=no_rectifications)
             with Stopwatch() as reg_time:
                 for register in registers:
                     await registry.handle(register, ctx)

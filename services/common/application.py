@@ -33,7 +33,7 @@ import json
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -46,8 +46,8 @@ from services.common.commands import (
     Command,
     CommandTable,
     business_time,
-    entity_id,
     require_recent,
+    tables_by_command,
 )
 from services.common.config import BACKDATE_WINDOW_DAYS
 from services.common.envelope import Envelope
@@ -147,7 +147,7 @@ class Application(Generic[A]):
         store: EventStore,
         events: EventTypes,
         factory: Callable[[str], A],
-        commands: CommandTable,
+        commands: CommandTable | Sequence[CommandTable],
         *,
         clock: Callable[[], datetime] = utc_now,
         on_commit: Callable[[], None] | None = None,
@@ -157,7 +157,9 @@ class Application(Generic[A]):
         self.store = store
         self.events = events
         self.factory = factory
-        self.commands = commands
+        self.tables = tables_by_command(
+            [commands] if isinstance(commands, CommandTable) else commands
+        )
         self.clock = clock
         self.on_commit = on_commit
         self.retry = retry
@@ -173,10 +175,13 @@ class Application(Generic[A]):
 
     async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[A]:
         """Decide ``cmd`` with the handler its table names, and store what it decided."""
-        route = self.commands.route(cmd)
+        table = self.tables.get(type(cmd))
+        if table is None:
+            raise TypeError(f"no handler for {type(cmd).__name__}")
+        route = table.route(cmd)
         if cmd.id is None and not route.creates:
             raise BadInput("id is required", field="id")
-        stream = entity_id(cmd.id)
+        stream = table.stream(cmd.id)
         at = business_time(cmd.occurred_at, self.clock())
         decide = await route.handler(cmd, Call(self, stream, at))
         return await self.execute(stream, decide, ctx, operation=type(cmd).__name__)

@@ -14,7 +14,7 @@ position (per event store, and a Kafka offset for the projector) can order them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 
 from services.common.envelope import Envelope
@@ -23,7 +23,8 @@ from services.common.projection import Projection, ProjectionUnit
 
 INSTITUTION_EVENTS = CollectionSpec("institution_events", indexes=("institution", "order"))
 
-SubjectOf = Callable[[Envelope], str | None]
+SubjectOf = Callable[[Envelope], Sequence[str]]
+"""The institutions an event is about (none, one, or several: a batch visiting many)."""
 
 LAYOUT = 2
 """Version of the trail documents: 2 since ``order`` follows the stream's version. A
@@ -40,7 +41,8 @@ def trail_order(event: Envelope) -> str:
 
 
 class AuditTrailProjection(Projection):
-    """Keyed by event id, so a redelivered event rewrites the same document."""
+    """Keyed by event id (``<event id>|<institution>`` for an event's second and later
+    institutions), so a redelivered event rewrites the same documents."""
 
     name = "audit.institution_events"
     collections = (INSTITUTION_EVENTS,)
@@ -51,15 +53,16 @@ class AuditTrailProjection(Projection):
 
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
         subject_of = self.subjects.get(event.service)
-        institution = subject_of(event) if subject_of is not None else None
-        if not institution:
-            return
-        unit.put(
-            INSTITUTION_EVENTS.name,
-            str(event.id),
-            {"institution": institution, "order": trail_order(event), "event": event.to_dict()},
-            LAYOUT,
-        )
+        institutions = sorted(set(subject_of(event))) if subject_of is not None else []
+        order = trail_order(event)
+        for index, institution in enumerate(institutions):
+            key = str(event.id) if index == 0 else f"{event.id}|{institution}"
+            unit.put(
+                INSTITUTION_EVENTS.name,
+                key,
+                {"institution": institution, "order": order, "event": event.to_dict()},
+                LAYOUT,
+            )
 
 
 async def institution_events(

@@ -14,7 +14,8 @@ import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 from urllib.parse import quote
 from uuid import uuid4
@@ -137,6 +138,9 @@ class CommandTable:
     read_model: str
     routes: Sequence[Route]
     state: type[AggregateState] = field(default_factory=lambda: AggregateState)
+    # The stream a command's id names; by default the id is the stream. A part of an
+    # aggregate with its own id (a rectification order within its inspection) maps it.
+    stream_of: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         seen: set[type[Command]] = set()
@@ -149,6 +153,12 @@ class CommandTable:
 
     def __iter__(self) -> Iterator[Route]:
         return iter(self.routes)
+
+    def stream(self, id: str | None) -> str:
+        """The stream a command with this id acts on (a new id for a creating command)."""
+        if self.stream_of is None or id is None:
+            return entity_id(id)
+        return self.stream_of(id)
 
     def route(self, command: Command) -> Route:
         for route in self.routes:
@@ -171,7 +181,16 @@ class CommandTable:
 
 
 def _json(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+    """A command field as JSON: nested inputs (dataclasses) and lists of them included."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_json(item) for item in value]
+    return value
 
 
 def tables_by_command(tables: Sequence[CommandTable]) -> Mapping[type[Command], CommandTable]:

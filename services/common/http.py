@@ -79,6 +79,7 @@ def caller(
     authorization: Annotated[str | None, Header()] = None,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     x_correlation_id: Annotated[str | None, Header(max_length=200)] = None,
+    x_causation_id: Annotated[str | None, Header(max_length=200)] = None,
 ) -> CommandContext:
     """The service verifies the token itself: it does not trust whoever called it."""
     verifier: TokenVerifier = request.app.state.verifier
@@ -87,6 +88,7 @@ def caller(
         authorization=authorization,
         idempotency_key=idempotency_key,
         correlation_id=x_correlation_id,
+        causation_id=x_causation_id,
     )
 
 
@@ -100,9 +102,13 @@ def request_body(route: Route) -> type[BaseModel]:
     for spec in dataclasses.fields(route.command):
         if spec.name == "id" and not route.creates:
             continue
-        default = ... if spec.default is dataclasses.MISSING else spec.default
         description = spec.metadata.get("description")
-        fields[spec.name] = (hints[spec.name], Field(default, description=description))
+        if spec.default_factory is not dataclasses.MISSING:
+            field = Field(default_factory=spec.default_factory, description=description)
+        else:
+            default = ... if spec.default is dataclasses.MISSING else spec.default
+            field = Field(default, description=description)
+        fields[spec.name] = (hints[spec.name], field)
     return create_model(
         route.command.__name__,
         __config__=ConfigDict(extra="forbid"),
@@ -162,7 +168,7 @@ def _add(router: APIRouter, table: CommandTable, route: Route, handle: CommandHa
     if route.creates:
 
         async def create(body: BaseModel, ctx: CommandContext) -> Any:
-            return state.of(await handle(command(**body.model_dump()), ctx))
+            return state.of(await handle(command(**dict(body)), ctx))
 
         create.__annotations__ = {"body": body_type, "ctx": Caller, "return": state}
         endpoint: Callable[..., Awaitable[Any]] = create
@@ -170,7 +176,7 @@ def _add(router: APIRouter, table: CommandTable, route: Route, handle: CommandHa
     else:
 
         async def act(id: str, body: BaseModel, ctx: CommandContext) -> Any:
-            return state.of(await handle(command(id=id, **body.model_dump()), ctx))
+            return state.of(await handle(command(id=id, **dict(body)), ctx))
 
         act.__annotations__ = {"id": str, "body": body_type, "ctx": Caller, "return": state}
         endpoint, path, status = act, f"/{{id}}/{route.verb}", 200

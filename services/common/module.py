@@ -9,7 +9,7 @@ client other processes use are derived from its command tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar
@@ -24,13 +24,18 @@ from services.common.commands import Command, CommandTable
 from services.common.config import ServiceSettings
 from services.common.envelope import Envelope
 from services.common.http import create_command_api
-from services.common.ports import EventStore
+from services.common.ports import EventStore, ReadStore
 from services.common.projection import Projection
 from services.common.regions import RegionTree
 from services.common.remote import RemoteService
 from services.common.timeutil import utc_now
 
 S = TypeVar("S", bound=ServiceSettings)
+
+Lookup = Callable[..., Awaitable[Any]]
+"""A query one service answers for another's command side, over its own read models."""
+LookupFactory = Callable[[ReadStore, Callable[[], datetime]], Lookup]
+"""Builds a lookup from the read store and the clock it judges "now" by."""
 
 
 class CommandService(Protocol):
@@ -53,6 +58,18 @@ class Wiring(Generic[S]):
     on_commit: Callable[[], None] | None = None
     clock: Callable[[], datetime] = utc_now
     retry: RetryPolicy = DEFAULT_RETRY
+    lookups: Mapping[str, Lookup] = field(default_factory=dict)
+
+    def lookup(self, name: str, absent: Lookup | None = None) -> Lookup:
+        """The lookup another module provides under ``name`` (``ServiceModule.provides``).
+
+        ``absent`` answers when no module of this deployment provides it; without one,
+        a missing lookup is a wiring error.
+        """
+        found = self.lookups.get(name, absent)
+        if found is None:
+            raise LookupError(f"no module provides the lookup {name!r}")
+        return found
 
     @property
     def backdate_window(self) -> timedelta:
@@ -70,10 +87,10 @@ class Wiring(Generic[S]):
         }
 
 
-def institution_named_in(event: Envelope) -> str | None:
+def institution_named_in(event: Envelope) -> Sequence[str]:
     """The institution an event is about, when its data names one."""
     named = event.data.get("institution_id")
-    return named if isinstance(named, str) else None
+    return (named,) if isinstance(named, str) else ()
 
 
 @dataclass(frozen=True)
@@ -86,8 +103,11 @@ class ServiceModule(Generic[S]):
     * ``commands``: its command tables; the HTTP API and client are derived from them.
     * ``application``: builds its command side from a ``Wiring``.
     * ``projections``: builds the read models it maintains.
-    * ``audit_subject``: the institution an event of this service is about, if any, for
-      the audit trail every institution has.
+    * ``audit_subject``: the institutions an event of this service is about, for the
+      audit trail every institution has.
+    * ``provides``: lookups by name that other services' command sides may use (a
+      published query, like a published event type: the registry's ``institutions``,
+      the inspections' overdue rectifications). Services still never import each other.
     """
 
     name: str
@@ -98,7 +118,8 @@ class ServiceModule(Generic[S]):
     application: Callable[[Wiring[S]], CommandService]
     projections: Callable[[RegionTree, S], Sequence[Projection]]
     port: int
-    audit_subject: Callable[[Envelope], str | None] = institution_named_in
+    audit_subject: Callable[[Envelope], Sequence[str]] = institution_named_in
+    provides: Mapping[str, LookupFactory] = field(default_factory=dict)
     command_types: Mapping[type[Command], CommandTable] = field(init=False)
 
     def __post_init__(self) -> None:

@@ -55,6 +55,8 @@ class RemoteService:
             headers["Idempotency-Key"] = ctx.idempotency_key
         if ctx.correlation_id:
             headers["X-Correlation-Id"] = ctx.correlation_id
+        if ctx.causation_id:
+            headers["X-Causation-Id"] = ctx.causation_id
         try:
             response = await self.client.post(path, json=body, headers=headers)
         except httpx.HTTPError as exc:

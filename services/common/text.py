@@ -74,3 +74,9 @@ def _describe(char: str) -> str:
     name = _LABELS.get(char) or unicodedata.name(char, "")
     code = f"U+{ord(char):04X}"
     return f"{code} ({name})" if name else code
+
+
+def normalise_key(value: str) -> str:
+    """Free text as a matching key: NFKC, case folded, without any whitespace, so
+    "幸福小区 3栋" and "幸福小区３栋" name the same place."""
+    return "".join(unicodedata.normalize("NFKC", value).casefold().split())

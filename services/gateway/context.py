@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Protocol
 
 from strawberry.dataloader import DataLoader
@@ -17,7 +17,7 @@ from services.common.envelope import Envelope
 from services.common.errors import BadInput, Forbidden, Unauthenticated
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
-from services.common.timeutil import local_date, utc_now
+from services.common.timeutil import local_date
 
 
 class Backend(Protocol):
@@ -32,6 +32,10 @@ class Backend(Protocol):
 
     @property
     def read_store(self) -> ReadStore: ...
+
+    def clock(self) -> datetime:
+        """Now, as the platform judges it (deadlines, overdue, compliance flags)."""
+        ...
 
     def config(self, service: str) -> ServiceSettings:
         """A service's own settings (its policy numbers)."""
@@ -94,7 +98,7 @@ class GatewayContext(BaseContext):
         return regions.subtree_prefix(code)
 
     def today(self) -> date:
-        return local_date(utc_now())
+        return local_date(self.backend.clock())
 
     def command(self) -> CommandContext:
         """The caller of a mutation; an over-long ``Idempotency-Key`` or ``X-Correlation-Id``

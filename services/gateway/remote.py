@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from services.common.application import CommandContext, Outcome
@@ -22,6 +23,7 @@ from services.common.errors import Unavailable
 from services.common.module import CommandService
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
+from services.common.timeutil import utc_now
 
 
 class DistributedBackend:
@@ -36,7 +38,9 @@ class DistributedBackend:
         *,
         live_events: Callable[[], AsyncIterator[Envelope]] | None = None,
         poll_interval: float = 0.05,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        self.clock = clock
         self._regions = regions
         self._read_store = read_store
         self._commands = commands

@@ -65,11 +65,8 @@ from services.registry.domain.rules import RegistryPolicy
 from services.registry.projections import INSTITUTIONS
 
 OverdueCheck = Callable[[str], Awaitable[bool]]
-
-
-async def no_overdue_rectifications(institution_id: str) -> bool:
-    """Until the inspections service reports overdue rectifications, there are none."""
-    return False
+"""Has the institution a rectification order past its deadline? (The inspections
+service's published lookup, over its read model, as of the application's clock.)"""
 
 
 class Registry(Application[Institution]):
@@ -83,7 +80,7 @@ class Registry(Application[Institution]):
         *,
         clock: Callable[[], datetime] = utc_now,
         on_commit: Callable[[], None] | None = None,
-        rectification_overdue: OverdueCheck = no_overdue_rectifications,
+        rectification_overdue: OverdueCheck,
         retry: RetryPolicy = DEFAULT_RETRY,
         backdate_window: timedelta = BACKDATE_WINDOW,
     ) -> None:

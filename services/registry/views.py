@@ -60,6 +60,12 @@ async def institutions(
     return await store.find(Query(INSTITUTIONS.name, tuple(filters), first=first, after=after))
 
 
+async def institution_regions(store: ReadStore, ids: Sequence[str]) -> dict[str, str]:
+    """The district of every registered institution among ``ids`` (others are left out)."""
+    found = await store.get_many(INSTITUTIONS.name, ids)
+    return {id: doc["region"] for id, doc in found.items()}
+
+
 def institution_counts(region_stats: Doc | None) -> dict[str, int]:
     """The register's counters of one ``region_stats`` document (``active``, ``subject``…)."""
     return stats_fields(region_stats, COUNTER_PREFIX)

@@ -19,6 +19,7 @@ from services.common.timeutil import SHANGHAI
 from services.registry.domain.commands import ApproveInstitution
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
+from services.registry.module import no_rectifications
 from services.registry.projections import INSTITUTIONS, InstitutionsProjection
 from tests.factories import numbered_registration
 from tests.rollups import recount, stored_rollups
@@ -32,7 +33,7 @@ COLLECTIONS = [c.name for c in InstitutionsProjection.collections]
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
     store = SQLiteEventStore(tmp_path / "registry.events.db")
     await store.start()
-    yield Registry(store, REGIONS, POLICY)
+    yield Registry(store, REGIONS, POLICY, rectification_overdue=no_rectifications)
     await store.close()
 
 

@@ -15,6 +15,7 @@ from services.common.sqlite import SQLiteEventStore
 from services.registry.domain.commands import ApproveInstitution, RegisterInstitution
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
+from services.registry.module import no_rectifications
 from tests.factories import valid_credit_code
 
 CTX = CommandContext(actor="test")
@@ -24,7 +25,9 @@ CTX = CommandContext(actor="test")
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
     store = SQLiteEventStore(tmp_path / "events.db")
     await store.start()
-    app = Registry(store, RegionTree.load(), RegistryPolicy())
+    app = Registry(
+        store, RegionTree.load(), RegistryPolicy(), rectification_overdue=no_rectifications
+    )
     await app.handle(
         RegisterInstitution(
             id="i1",

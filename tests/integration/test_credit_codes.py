@@ -38,6 +38,7 @@ from services.registry.domain.events import credit_code_stream
 from services.registry.domain.model import CreditCode, registration_event
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registration, Registry
+from services.registry.module import no_rectifications
 from tests.conftest import GraphQL
 from tests.factories import registration, valid_credit_code
 from tests.integration.test_registry_graphql import REGISTER
@@ -68,7 +69,7 @@ def register(ident: str, code: str = CODE, **overrides: Any) -> RegisterInstitut
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
     store = SQLiteEventStore(tmp_path / "events.db")
     await store.start()
-    yield Registry(store, REGIONS, POLICY)
+    yield Registry(store, REGIONS, POLICY, rectification_overdue=no_rectifications)
     await store.close()
 
 
@@ -276,7 +277,7 @@ async def holders(registry: Registry, code: str) -> list[str]:
 async def run_batches(plan: list[list[tuple[Any, ...]]], root: Path) -> None:
     store = SQLiteEventStore(root / "events.db")
     await store.start()
-    registry = Registry(store, REGIONS, POLICY)
+    registry = Registry(store, REGIONS, POLICY, rectification_overdue=no_rectifications)
 
     async def perform(op: tuple[Any, ...]) -> None:
         ident = f"p{op[1]}"

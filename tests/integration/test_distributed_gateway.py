@@ -22,6 +22,7 @@ from services.gateway.remote import DistributedBackend
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
 from services.registry.module import MODULE as REGISTRY
+from services.registry.module import no_rectifications
 from tests.conftest import SECRET, GraphQL, bearer
 from tests.factories import registration, valid_credit_code
 from tests.integration.test_registry_graphql import APPROVE, REGISTER
@@ -34,7 +35,9 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[GraphQL, Any]]:
     store = SQLiteEventStore(tmp_path / "registry.events.db")
     await store.start()
     verifier = TokenVerifier(regions, secret=SECRET)
-    service = REGISTRY.api(Registry(store, regions, policy), verifier)
+    service = REGISTRY.api(
+        Registry(store, regions, policy, rectification_overdue=no_rectifications), verifier
+    )
     reads = SQLiteReadStore(tmp_path / "read-models.db")
     projector = ProjectionRunner(build_projections(settings, regions), reads, {"registry": store})
     await projector.prepare()

@@ -22,6 +22,7 @@ from services.common.sqlite import SQLiteEventStore
 from services.registry.domain.commands import ApproveInstitution, ExitInstitution
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
+from services.registry.module import no_rectifications
 from services.registry.projections import InstitutionsProjection
 from tests.factories import numbered_registration
 from tests.fakes.async_mongo import AsyncFakeClient, AsyncFakeCollection
@@ -41,7 +42,7 @@ class Crash(Exception):
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
     store = SQLiteEventStore(tmp_path / "registry.events.db")
     await store.start()
-    registry = Registry(store, REGIONS, POLICY)
+    registry = Registry(store, REGIONS, POLICY, rectification_overdue=no_rectifications)
     ctx = CommandContext(actor="test")
     for n in range(16):
         await registry.handle(numbered_registration(n), ctx)

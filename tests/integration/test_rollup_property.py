@@ -32,6 +32,7 @@ from services.registry.domain.commands import (
 )
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
+from services.registry.module import no_rectifications
 from services.registry.projections import INSTITUTIONS, InstitutionsProjection
 from tests.factories import valid_credit_code
 from tests.rollups import recount, stored_rollups
@@ -95,7 +96,13 @@ async def run_sequence(ops: list[tuple[object, ...]], root: Path) -> None:
     store = SQLiteEventStore(root / "events.db")
     reads = SQLiteReadStore(root / "reads.db")
     await store.start()
-    registry = Registry(store, REGIONS, POLICY, clock=lambda: BASE + timedelta(days=400))
+    registry = Registry(
+        store,
+        REGIONS,
+        POLICY,
+        clock=lambda: BASE + timedelta(days=400),
+        rectification_overdue=no_rectifications,
+    )
     ctx = CommandContext(actor="property")
     try:
         for op in ops:
