@@ -4,8 +4,8 @@
 
 * ``build_platform``: the embedded one-process suite (``shuangjian up``);
 * ``service_app``: one service alone (``shuangjian serve <service>``);
-* ``build_projector`` in ``services/projector.py`` takes its projections and topics from
-  here (``shuangjian project``);
+* ``build_projector`` in ``services/projector.py`` takes its projections, process managers
+  and topics from here (``shuangjian project``);
 * ``gateway_app``: the GraphQL gateway alone (``shuangjian gateway``).
 
 Nothing else names a service: adding one is its package, one line in ``MODULES`` and one
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -25,26 +26,30 @@ from starlette.types import ASGIApp
 
 from services.common.application import CommandContext, Outcome
 from services.common.audit import AuditTrailProjection
-from services.common.auth import TokenVerifier, load_or_create_secret
+from services.common.auth import SYSTEM, Principal, TokenVerifier, load_or_create_secret
 from services.common.commands import Command
 from services.common.config import ServiceSettings, Settings
 from services.common.envelope import Envelope
 from services.common.memory import InProcessBus
-from services.common.module import CommandService, ServiceModule, Wiring
+from services.common.module import CommandService, Lookup, ServiceModule, Wiring
 from services.common.ports import Bus, EventStore, ReadStore
+from services.common.process import Authorization, ProcessManager, Send
 from services.common.projection import Projection, ProjectionRunner, collections_of
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
+from services.common.timeutil import utc_now
 from services.common.topology import Topology
 from services.gateway.app import BodyLimit, create_app
 from services.gateway.remote import DistributedBackend
 from services.gateway.schema import build_schema
+from services.inspections.module import MODULE as INSPECTIONS
+from services.processes import PROCESSES
 from services.registry.module import MODULE as REGISTRY
 
 log = structlog.get_logger(__name__)
 
-MODULES: tuple[ServiceModule[Any], ...] = (REGISTRY,)
+MODULES: tuple[ServiceModule[Any], ...] = (REGISTRY, INSPECTIONS)
 
 Modules = Sequence[ServiceModule[Any]]
 ServiceSettingsMap = Mapping[str, ServiceSettings]
@@ -132,10 +137,42 @@ def build_projections(
     own: ServiceSettingsMap | None = None,
 ) -> list[Projection]:
     """Every module's projections, and the audit trail that follows all of them."""
-    own = own or service_settings(modules)
+    own = {**service_settings(modules), **(own or {})}
     projections = [p for m in modules for p in m.projections(regions, own[m.name])]
     audit = AuditTrailProjection({m.name: m.audit_subject for m in modules})
     return [*projections, audit]
+
+
+def build_lookups(
+    read_store: ReadStore, clock: Callable[[], datetime], modules: Modules = MODULES
+) -> dict[str, Lookup]:
+    """Every lookup the modules publish for each other, over the read store."""
+    return {
+        name: factory(read_store, clock) for m in modules for name, factory in m.provides.items()
+    }
+
+
+def build_processes(
+    send: Send,
+    modules: Modules = MODULES,
+    own: ServiceSettingsMap | None = None,
+    *,
+    principal: Principal = SYSTEM,
+    authorization: Authorization = None,
+) -> list[ProcessManager]:
+    """The process managers (``services/processes``) whose services are all in ``modules``,
+    sending their commands through ``send`` as ``principal`` (and, over HTTP, with the
+    bearer header ``authorization``)."""
+    own = {**service_settings(modules), **(own or {})}
+    present = {m.name for m in modules}
+    managers = []
+    for spec in PROCESSES:
+        if not set(spec.requires) <= present:
+            continue
+        manager = spec.build(own)
+        manager.connect(send, principal=principal, authorization=authorization)
+        managers.append(manager)
+    return managers
 
 
 class Commands:
@@ -165,10 +202,12 @@ class Platform:
     bus: InProcessBus
     runner: ProjectionRunner
     services: dict[str, CommandService]
+    # The router every command takes, the process managers' included.
+    commands: Commands
     relays: list[OutboxRelay] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.commands = Commands(self.modules, self.services)
+    clock: Callable[[], datetime] = utc_now
+    # Also in the runner's projections, after the read models.
+    processes: list[ProcessManager] = field(default_factory=list)
 
     async def start(self) -> None:
         for store in self.event_stores.values():
@@ -216,33 +255,61 @@ class Platform:
             async for event in subscription:
                 yield event
 
-    async def settle(self) -> None:
-        """Publish every outbox and apply everything stored (tests, demo loading)."""
-        for relay in self.relays:
-            await relay.drain()
-        await self.runner.catch_up()
+    async def settle(self, rounds: int = 10) -> None:
+        """Publish every outbox and apply everything stored (tests, demo loading).
+
+        Again while applying stores new events (a process manager's commands make events
+        of their own), at most ``rounds`` times.
+        """
+        for _ in range(rounds):
+            heads = {name: await store.max_position() for name, store in self.event_stores.items()}
+            for relay in self.relays:
+                await relay.drain()
+            await self.runner.catch_up()
+            for name, store in self.event_stores.items():
+                if await store.max_position() != heads[name]:
+                    break
+            else:
+                return
 
 
 def build_platform(
     settings: Settings,
     modules: Modules = MODULES,
     own: ServiceSettingsMap | None = None,
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> Platform:
-    """The embedded suite; ``own`` overrides the modules' settings (tests)."""
-    own = own or service_settings(modules)
+    """The embedded suite; ``own`` overrides the modules' settings and ``clock`` what every
+    service and read judges "now" by (tests).
+
+    The process managers send their commands through the platform's own router, as
+    ``SYSTEM``; the runner applies them after the read models.
+    """
+    own = {**service_settings(modules), **(own or {})}
     regions = RegionTree.load()
     stores = {m.name: build_event_store(settings, m.name) for m in modules}
     bus = InProcessBus()
     relays = {name: OutboxRelay(store, bus, name=name) for name, store in stores.items()}
     read_store = build_read_store(settings)
-    projections = build_projections(settings, regions, modules, own)
-    runner = ProjectionRunner(projections, read_store, stores, bus)
+    lookups = build_lookups(read_store, clock, modules)
     services = {
         m.name: m.application(
-            Wiring(stores[m.name], regions, own[m.name], on_commit=relays[m.name].notify)
+            Wiring(
+                stores[m.name],
+                regions,
+                own[m.name],
+                on_commit=relays[m.name].notify,
+                clock=clock,
+                lookups=lookups,
+            )
         )
         for m in modules
     }
+    commands = Commands(modules, services)
+    processes = build_processes(commands.handle, modules, own)
+    projections = build_projections(settings, regions, modules, own)
+    runner = ProjectionRunner([*projections, *processes], read_store, stores, bus)
     return Platform(
         settings=settings,
         regions=regions,
@@ -253,7 +320,10 @@ def build_platform(
         bus=bus,
         runner=runner,
         services=services,
+        commands=commands,
         relays=list(relays.values()),
+        clock=clock,
+        processes=processes,
     )
 
 
@@ -293,12 +363,21 @@ def service_app(
     store = build_event_store(settings, module.name)
     bus = build_bus(settings)
     relay = OutboxRelay(store, bus, name=module.name)
-    wiring = Wiring(store, regions, own or module.settings(), on_commit=relay.notify)
+    # The lookups other services publish read the shared read models (MongoDB).
+    read_store = build_read_store(settings)
+    wiring = Wiring(
+        store,
+        regions,
+        own or module.settings(),
+        on_commit=relay.notify,
+        lookups=build_lookups(read_store, utc_now),
+    )
     api = module.api(module.application(wiring), build_verifier(settings, regions))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.start()
+        await read_store.ensure(collections_of(build_projections(settings, regions)))
         await bus.start()
         relay.start()
         log.info(
@@ -310,6 +389,7 @@ def service_app(
             await relay.stop()
             await bus.close()
             await store.close()
+            await read_store.close()
 
     app = FastAPI(title=f"Shuangjian {module.name} service", lifespan=lifespan)
 
@@ -328,7 +408,7 @@ def gateway_app(
     schema: Any = None,
 ) -> ASGIApp:
     """`shuangjian gateway`: GraphQL over the read store, commands to the services over HTTP."""
-    own = own or service_settings(modules)
+    own = {**service_settings(modules), **(own or {})}
     regions = RegionTree.load()
     read_store = build_read_store(settings)
     clients = {m.name: m.client(own[m.name].url) for m in modules}

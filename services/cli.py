@@ -35,6 +35,7 @@ from services.common.config import Settings
 from services.common.datadir import FAUST_DIR, DataDirInUse, hold, make_private_dir
 from services.common.errors import ShuangjianError
 from services.common.logging import configure_logging
+from services.common.projection import Projection
 from services.common.regions import RegionTree
 from services.demo import load_demo
 
@@ -332,9 +333,14 @@ async def _replay(settings: Settings) -> None:
         await store.start()
     await platform.runner.prepare()
     try:
+        done: list[Projection] = []
         for projection in platform.runner.projections:
+            if projection in done:
+                continue  # rebuilt with a projection it shares a collection with
             with console.status(f"Replaying into {projection.name}…"):
-                await platform.runner.rebuild(projection)
-            console.print(f"Rebuilt {projection.name}.")
+                group = await platform.runner.rebuild(projection)
+            done += group
+            for member in group:
+                console.print(f"Rebuilt {member.name}.")
     finally:
         await platform.stop()

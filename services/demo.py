@@ -10,6 +10,17 @@ and what happened after the policy came in.
 * 重庆江北 (500105): 63 有证有照 (approved), 20 still waiting for a licence, 4 of them
   revoked and on the public blacklist.
 * 合肥庐阳 (340103): a mixed register with warning cards and one suspension.
+
+Inspection work, through the inspections service's commands:
+
+* 重庆江北 (500105): 43 institutions inspected, 34 of them with problems, 31 finished
+  rectification (整改率 31/34); of the other three orders, one failed its verification
+  and two were never finished: all three are overdue now.
+* 合肥庐阳 (340103): the fire-safety campaign scaled down to a tenth (13 batches, 198
+  personnel, 85 distinct places of which 15 unregistered venues), 8 joint enforcement
+  rounds, law talks with 42 people, 4 institutions' prepaid-money (FEES) problems
+  rectified, and two penalties under 教育部令第53号.
+* Complaints in both districts through every channel, most of them resolved.
 """
 
 from __future__ import annotations
@@ -17,11 +28,23 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from services.common.application import CommandContext
 from services.common.module import CommandService
 from services.common.regions import RegionTree
 from services.common.timeutil import SHANGHAI
+from services.inspections.domain.commands import (
+    FileComplaint,
+    FindingInput,
+    RecordInspection,
+    RecordLawTalk,
+    RecordPenalty,
+    ResolveComplaint,
+    SubmitRectification,
+    VerifyRectification,
+    VisitInput,
+)
 from services.registry.domain.commands import (
     ApproveInstitution,
     ConvertToNonProfit,
@@ -136,6 +159,9 @@ async def load_demo(commands: CommandService, regions: RegionTree, seed: int = 2
             count += 1
         await _after_the_policy(commands, plan, rng, ctx)
     await _warnings(commands, ctx)
+    await _jiangbei_inspections(commands, rng, ctx)
+    await _luyang_campaign(commands, rng, ctx)
+    await _complaints(commands, rng, ctx)
     return count
 
 
@@ -204,3 +230,236 @@ async def _warnings(commands: CommandService, ctx: CommandContext) -> None:
         SuspendInstitution(id="demo-340103-053", reason="停业整顿：消防通道堵塞", occurred_at=at),
         ctx,
     )
+
+
+JIANGBEI_PROBLEMS = [
+    ("FIRE_SAFETY", "灭火器过期，疏散通道堆放杂物"),
+    ("STAFF_QUALIFICATION", "两名授课教师未取得相应资格证书"),
+    ("TRAINING_MATERIAL", "培训材料未按规定备案"),
+    ("FEES", "收费项目未公示，预收费超过三个月"),
+    ("FALSE_ADVERTISING", "宣传中使用“提分保障”等误导性用语"),
+]
+
+
+async def _jiangbei_inspections(
+    commands: CommandService, rng: random.Random, ctx: CommandContext
+) -> None:
+    """重庆江北: 43 institutions inspected in 2023, 34 with problems, 31 rectified."""
+    inspected = [f"demo-500105-{n:03d}" for n in range(1, 44)]  # all licensed, none revoked
+    with_problems = set(rng.sample(inspected, 34))
+    orders: list[str] = []
+    for batch, first in enumerate(range(0, 43, 4), start=1):  # 11 batches of up to 4 visits
+        started = datetime(2023, 3, 6, 9, tzinfo=SHANGHAI) + timedelta(days=9 * batch)
+        visits = []
+        for institution_id in inspected[first : first + 4]:
+            findings = []
+            if institution_id in with_problems:
+                kind, text = rng.choice(JIANGBEI_PROBLEMS)
+                findings.append(FindingInput(type=kind, description=text))
+            visits.append(VisitInput(institution_id=institution_id, findings=findings))
+        inspection_id = f"demo-jb-{batch:02d}"
+        await commands.handle(
+            RecordInspection(
+                id=inspection_id,
+                region="500105",
+                kind="JOINT" if batch % 4 == 0 else rng.choice(["DAILY", "RANDOM", "NIGHT"]),
+                started_at=started,
+                personnel=rng.randrange(4, 9),
+                departments=["区教委", "区市场监管局"] if batch % 4 == 0 else ["区教委"],
+                visits=visits,
+                rectify_within_days=30,
+            ),
+            ctx,
+        )
+        opened = sum(1 for v in visits if v.findings)
+        orders += [f"{inspection_id}~{n}" for n in range(1, opened + 1)]
+    # 31 finish; one fails its verification; two are never finished (overdue now).
+    for n, order in enumerate(orders):
+        done = datetime(2023, 3, 6, 9, tzinfo=SHANGHAI) + timedelta(days=120 + n)
+        if n == 32:
+            continue
+        await commands.handle(
+            SubmitRectification(id=order, note="已按要求完成整改，附照片", occurred_at=done), ctx
+        )
+        if n == 33:
+            continue
+        passed = n != 31
+        await commands.handle(
+            VerifyRectification(
+                id=order,
+                passed=passed,
+                note="复查合格" if passed else "复查不合格：消防通道仍被占用",
+                occurred_at=done + timedelta(days=3),
+            ),
+            ctx,
+        )
+
+
+LUYANG_VENUES = [
+    f"庐阳区{street}小区{n}栋" for street in ("杏花", "亳州路", "双岗") for n in (3, 7, 12, 15, 21)
+]
+
+
+async def _luyang_campaign(
+    commands: CommandService, rng: random.Random, ctx: CommandContext
+) -> None:
+    """合肥庐阳's fire-safety campaign at a tenth of its size, with the district's joint
+    enforcement rounds, law talks and penalties."""
+    active = [
+        f"demo-340103-{n:03d}" for n in range(1, 121) if n not in (52, 53)
+    ]  # 52 holds two RED cards, 53 is suspended
+    places: list[tuple[str | None, str | None]] = [(i, None) for i in active[:70]]
+    places += [(None, venue) for venue in LUYANG_VENUES]  # 15 unregistered venues
+    rng.shuffle(places)
+    personnel = [15] * 12 + [18]  # 198 in all
+    revisits = places[:10]  # ten places are visited twice: still 85 distinct
+    rounds = [places[n::13] for n in range(13)]
+    for n, extra in enumerate(revisits):
+        rounds[(n + 5) % 13].append(extra)
+    fire_orders: list[str] = []
+    for batch, visited in enumerate(rounds, start=1):
+        started = datetime(2023, 11, 1, 19, tzinfo=SHANGHAI) + timedelta(days=2 * batch)
+        visits = []
+        for institution_id, venue in visited:
+            findings = []
+            if venue is not None and rng.random() < 0.4:
+                findings.append(
+                    FindingInput(type="HIDDEN_TRAINING", description="居民楼内隐形变异培训")
+                )
+            elif institution_id is not None and rng.random() < 0.25:
+                findings.append(FindingInput(type="FIRE_SAFETY", description="消防设施不合格"))
+            visits.append(VisitInput(institution_id=institution_id, venue=venue, findings=findings))
+        opened = sum(1 for v in visits if v.findings)
+        fire_orders += [f"demo-ly-fire-{batch:03d}~{n}" for n in range(1, opened + 1)]
+        await commands.handle(
+            RecordInspection(
+                id=f"demo-ly-fire-{batch:03d}",
+                region="340103",
+                kind="SPECIAL",
+                started_at=started,
+                personnel=personnel[batch - 1],
+                departments=["区教体局", "区消防救援大队"],
+                visits=visits,
+                rectify_within_days=15,
+            ),
+            ctx,
+        )
+    # All but the last three orders of the campaign were rectified within weeks.
+    for n, order in enumerate(fire_orders[:-3]):
+        done = datetime(2023, 11, 20, 10, tzinfo=SHANGHAI) + timedelta(days=n % 10)
+        await commands.handle(
+            SubmitRectification(id=order, note="已整改：更换灭火器，清理通道", occurred_at=done),
+            ctx,
+        )
+        await commands.handle(
+            VerifyRectification(id=order, passed=True, note="复查合格", occurred_at=done), ctx
+        )
+    # 8 joint enforcement rounds, 4 of them finding prepaid-money problems (FEES).
+    fees_orders: list[str] = []
+    for batch in range(1, 9):
+        institution_id = active[70 + batch]
+        findings = (
+            [FindingInput(type="FEES", description="预收费未进入监管账户")] if batch <= 4 else []
+        )
+        inspection_id = f"demo-ly-joint-{batch}"
+        await commands.handle(
+            RecordInspection(
+                id=inspection_id,
+                region="340103",
+                kind="JOINT",
+                started_at=datetime(2023, 12, 4, 9, tzinfo=SHANGHAI) + timedelta(days=7 * batch),
+                personnel=6,
+                departments=["区教体局", "区市场监管局", "区公安分局"],
+                visits=[VisitInput(institution_id=institution_id, findings=findings)],
+            ),
+            ctx,
+        )
+        if findings:
+            fees_orders.append(f"{inspection_id}~1")
+    for n, order in enumerate(fees_orders):
+        done = datetime(2024, 1, 20, 10, tzinfo=SHANGHAI) + timedelta(days=n)
+        await commands.handle(
+            SubmitRectification(id=order, note="预收费已全部转入监管账户", occurred_at=done), ctx
+        )
+        await commands.handle(
+            VerifyRectification(id=order, passed=True, note="核查合格", occurred_at=done), ctx
+        )
+    for n, persons in enumerate((8, 7, 9, 6, 5, 7)):  # law talks with 42 people
+        await commands.handle(
+            RecordLawTalk(
+                id=f"demo-ly-talk-{n + 1}",
+                region="340103",
+                institution_id=active[80 + n],
+                persons=persons,
+                occurred_at=datetime(2023, 12, 20, 14, tzinfo=SHANGHAI) + timedelta(days=n),
+            ),
+            ctx,
+        )
+    await commands.handle(
+        RecordPenalty(
+            id="demo-ly-penalty-1",
+            region="340103",
+            venue=LUYANG_VENUES[0],
+            article="ARTICLE_17",
+            kind="FINE",
+            fine=Decimal("16000"),
+            illegal_gains=Decimal("8000"),
+            reason="未经审批在居民楼内组织学科类培训，没收违法所得并处违法所得二倍罚款",
+            occurred_at=datetime(2023, 12, 28, 10, tzinfo=SHANGHAI),
+        ),
+        ctx,
+    )
+    await commands.handle(
+        RecordPenalty(
+            id="demo-ly-penalty-2",
+            region="340103",
+            venue=LUYANG_VENUES[4],
+            article="ARTICLE_18",
+            kind="FINE",
+            circumstance="SERIOUS",
+            fine=Decimal("30000"),
+            reason="以“家政服务”名义变相开展学科类培训，情节严重",
+            occurred_at=datetime(2024, 1, 8, 10, tzinfo=SHANGHAI),
+        ),
+        ctx,
+    )
+
+
+COMPLAINTS = [
+    ("HOTLINE_12345", "周末仍在开设数学培训班"),
+    ("PLATFORM", "退费申请超过一个月未处理"),
+    ("PETITION", "培训机构一次性收取一年学费"),
+    ("ONLINE", "线上课程晚上十点后仍在上课"),
+    ("HOTLINE_12345", "机构消防通道被堵塞"),
+    ("OTHER", "家长群内招揽寒假学科培训"),
+]
+
+
+async def _complaints(commands: CommandService, rng: random.Random, ctx: CommandContext) -> None:
+    """举报 through every channel in both districts; two of three resolved."""
+    for region in ("500105", "340103"):
+        for n, (channel, text) in enumerate(COMPLAINTS * 2, start=1):
+            complaint_id = f"demo-complaint-{region}-{n:02d}"
+            about = f"demo-{region}-{rng.randrange(1, 44):03d}" if n % 3 else None
+            received = datetime(2024, 2, 1, 10, tzinfo=SHANGHAI) + timedelta(days=11 * n)
+            await commands.handle(
+                FileComplaint(
+                    id=complaint_id,
+                    region=region,
+                    channel=channel,
+                    institution_id=about,
+                    text=text,
+                    occurred_at=received,
+                ),
+                ctx,
+            )
+            if n % 3 != 2:
+                await commands.handle(
+                    ResolveComplaint(
+                        id=complaint_id,
+                        substantiated=n % 2 == 0,
+                        note="已核查处理并回复举报人",
+                        occurred_at=received + timedelta(days=5),
+                    ),
+                    ctx,
+                )

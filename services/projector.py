@@ -12,6 +12,10 @@ topic (``<prefix>.dead-letters``) with their reason, and the partition goes on
 (guarantee 7). Consumer lag per partition is the ``shuangjian_projector_lag`` gauge,
 served at ``/metrics`` when the worker's web server is on.
 
+The workers also run the process managers (``services/processes``), which send commands
+to the services' HTTP APIs (see ``build_process_managers``). One that cannot send now
+(``RetryLater``) keeps its position and the batch is tried again after ``retry_delay``.
+
 Run one with ``python -m services.projector`` (configuration from ``SHUANGJIAN_*``).
 """
 
@@ -22,6 +26,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import faust
@@ -29,13 +34,26 @@ import structlog
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from services.bootstrap import MODULES, Modules, build_projections, build_read_store, topology
+from services.bootstrap import (
+    MODULES,
+    Commands,
+    Modules,
+    build_processes,
+    build_projections,
+    build_read_store,
+    service_settings,
+    topology,
+)
+from services.common.auth import Principal, Role, issue_token
 from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent
+from services.common.module import CommandService
 from services.common.ports import Batch, ReadStore
-from services.common.projection import Projection, collections_of, project
+from services.common.process import ProcessManager
+from services.common.projection import Projection, RetryLater, collections_of, project
 from services.common.regions import RegionTree
+from services.common.remote import RemoteService
 
 log = structlog.get_logger(__name__)
 
@@ -215,6 +233,51 @@ class ProjectorApp(faust.App):
     projector: Projector
 
 
+def build_process_managers(
+    settings: Settings, modules: Modules = MODULES, commands: CommandService | None = None
+) -> tuple[list[ProcessManager], list[RemoteService]]:
+    """The process managers a worker runs, and the HTTP clients to close when it stops.
+
+    They send their commands to each service's API (``SHUANGJIAN_<SERVICE>_URL``) with a
+    bearer token of an ``admin`` (national, its subject the manager's ``actor``), minted for
+    each command with ``SHUANGJIAN_JWT_SECRET``, audience and issuer ``shuangjian``: the
+    services must accept HS256 tokens signed with that secret. Without a configured
+    secret no token the services accept can be made, so the worker logs a warning and runs
+    no process manager (the read models are built all the same). A service that refuses
+    the token (``UNAUTHENTICATED``) holds the process manager back, loudly, until it is
+    fixed: no reaction is lost.
+
+    ``commands`` replaces the HTTP clients (tests): then no token is needed.
+    """
+    if commands is not None:
+        return build_processes(commands.handle, modules), []
+    if settings.jwt_secret is None:
+        log.warning(
+            "projector.no_process_managers",
+            reason="SHUANGJIAN_JWT_SECRET is not set: the process managers could not "
+            "authenticate to the services",
+        )
+        return [], []
+    secret = settings.jwt_secret.get_secret_value()
+    own = service_settings(modules)
+    clients = [m.client(own[m.name].url) for m in modules]
+    router = Commands(modules, {c.name: c for c in clients})
+
+    managers = build_processes(router.handle, modules, own)
+    for manager in managers:
+        subject = manager.actor
+        manager.connect(
+            router.handle,
+            principal=Principal(subject, Role.ADMIN),
+            authorization=partial(_bearer, secret, subject),
+        )
+    return managers, clients
+
+
+def _bearer(secret: str, subject: str) -> str:
+    return f"Bearer {issue_token(secret, subject, role=Role.ADMIN)}"
+
+
 def faust_brokers(bootstrap: str) -> list[str]:
     """``host:port[,host:port…]`` as the ``kafka://`` URLs faust wants."""
     return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
@@ -231,8 +294,11 @@ def build_projector(
     web_port: int | None = None,
     retry_delay: float = 1.0,
     modules: Modules = MODULES,
+    commands: CommandService | None = None,
 ) -> ProjectorApp:
-    """A faust app with one agent per service topic that runs the platform's projections.
+    """A faust app with one agent per service topic that runs the platform's projections
+    and then its process managers (``build_process_managers``; ``commands`` is where they
+    send, the services' HTTP APIs by default).
 
     ``group_id`` is the consumer group (default ``<prefix>-projector``). ``web_port``
     turns faust's web server on, with ``/metrics`` for Prometheus; ``None`` leaves it off.
@@ -243,7 +309,11 @@ def build_projector(
     topics = topology(settings, modules)
     own_store = read_store is None
     store = read_store if read_store is not None else build_read_store(settings)
-    projections = build_projections(settings, regions or RegionTree.load(), modules)
+    projections: list[Projection] = build_projections(
+        settings, regions or RegionTree.load(), modules
+    )
+    managers, clients = build_process_managers(settings, modules, commands)
+    projections += managers
 
     app = ProjectorApp(
         group_id or topics.group,
@@ -309,6 +379,9 @@ def build_projector(
                     try:
                         await projector.apply(service, records)
                         break
+                    except RetryLater as exc:
+                        log.warning("projector.retry_later", service=service, reason=str(exc))
+                        await asyncio.sleep(retry_delay)
                     except Exception:
                         log.exception("projector.batch_failed", service=service)
                         await asyncio.sleep(retry_delay)
@@ -337,6 +410,15 @@ def build_projector(
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _close(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
             await store.close()
+
+    if clients:
+
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
+        async def _close_clients(
+            sender: Any, *args: Any, signal: Any = None, **kwargs: Any
+        ) -> None:
+            for client in clients:
+                await client.close()
 
     if web_port is not None:
 

@@ -31,6 +31,14 @@ log = structlog.get_logger(__name__)
 
 DEAD_LETTERS = CollectionSpec("dead_letters", indexes=("projection",))
 
+
+class RetryLater(Exception):
+    """A projection cannot apply an event *yet*: what it needs is unavailable for now (a
+    service it sends a command to is down, a race it lost). Unlike any other failure the
+    event is not parked: ``project()`` lets this through, so the position does not move
+    past the event, and the runner or Kafka worker tries the run again later."""
+
+
 CounterKey = tuple[str, str, str]
 """(collection, document key, counter field)."""
 
@@ -129,6 +137,9 @@ class Projection(abc.ABC):
     # The services whose events it reads (an instance may set its own).
     sources: tuple[str, ...]
     collections: ClassVar[tuple[CollectionSpec, ...]]
+    # Commands wait for it to reflect their events (read-your-writes). A process manager,
+    # which builds no read model anybody reads back, is not waited for.
+    read_model: ClassVar[bool] = True
 
     @abc.abstractmethod
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
@@ -154,7 +165,8 @@ async def project(
     """Apply events after position ``start`` and commit them with the last position.
 
     ``events`` carry their source positions (``Envelope.position``); returns the new
-    position. An event that cannot be applied is parked with its reason, and the rest go on.
+    position. An event that cannot be applied is parked with its reason, and the rest go on;
+    except on ``RetryLater``, which propagates with nothing of the run committed.
     ``on_parked`` hears of each parked event and its reason (the Kafka workers forward them
     to the dead-letter topic once the commit holding the parked record has succeeded).
     """
@@ -176,6 +188,8 @@ async def project(
             log.warning("projection.parked", projection=projection.name, event_id=str(event.id))
             unit.park(event, exc.message)
             parked.append((event, exc.message))
+        except RetryLater:
+            raise  # not applied yet: the position must not move past it
         except Exception as exc:  # a bug must not stop every later event: park it, loudly
             log.exception("projection.failed", projection=projection.name, event_id=str(event.id))
             reason = f"{type(exc).__name__}: {exc}"
@@ -235,7 +249,13 @@ class ProjectionRunner:
                 self._positions[(projection.name, source)] = pos
 
     async def catch_up(self, source: str | None = None) -> None:
-        """Apply everything the event stores hold beyond each projection's position."""
+        """Apply everything the event stores hold beyond each projection's position.
+
+        A projection that raises ``RetryLater`` keeps its position and sits out the rest
+        of this call, so it holds up no other projection; the call then raises the first
+        such ``RetryLater``, and the next call tries that projection again.
+        """
+        waiting: dict[tuple[str, str], RetryLater] = {}
         for name in [source] if source else list(self.event_stores):
             store = self.event_stores.get(name)
             if store is None:
@@ -245,7 +265,7 @@ class ProjectionRunner:
                     (
                         self._positions[(p.name, name)]
                         for p in self.projections
-                        if name in p.sources
+                        if name in p.sources and (p.name, name) not in waiting
                     ),
                     default=None,
                 )
@@ -254,15 +274,29 @@ class ProjectionRunner:
                 events = await store.read_all(after_position=start, limit=self.batch_size)
                 if not events:
                     break
-                await self._apply(name, events)
+                await self._apply(name, events, waiting)
+        if waiting:
+            raise next(iter(waiting.values()))
 
-    async def _apply(self, source: str, events: Sequence[Envelope]) -> None:
+    async def _apply(
+        self,
+        source: str,
+        events: Sequence[Envelope],
+        waiting: dict[tuple[str, str], RetryLater],
+    ) -> None:
         for projection in self.projections:
-            if source not in projection.sources:
+            key = (projection.name, source)
+            if source not in projection.sources or key in waiting:
                 continue
-            start = self._positions[(projection.name, source)]
-            new = await project(projection, self.read_store, source, events, start)
-            self._positions[(projection.name, source)] = new
+            try:
+                new = await project(
+                    projection, self.read_store, source, events, self._positions[key]
+                )
+            except RetryLater as exc:
+                log.warning("projection.retry_later", projection=projection.name, reason=str(exc))
+                waiting[key] = exc
+                continue
+            self._positions[key] = new
         async with self._applied:
             self._applied.notify_all()
 
@@ -276,6 +310,8 @@ class ProjectionRunner:
                 self._queue.get_nowait()
             try:
                 await self.catch_up()
+            except RetryLater:  # logged where it happened; the poll tries it again
+                await asyncio.sleep(self.poll_interval)
             except Exception:  # the read store is down: keep the position, try again
                 log.exception("projection.catch_up_failed")
                 await asyncio.sleep(self.poll_interval)
@@ -284,7 +320,9 @@ class ProjectionRunner:
         await self.prepare()
         if self.bus is not None:
             self._queue = self.bus.subscribe()
-        await self.catch_up()
+        # Something a projection needs is not there yet: the live loop tries it again.
+        with contextlib.suppress(RetryLater):
+            await self.catch_up()
         if self._queue is not None:
             self._task = asyncio.create_task(self._live(), name="projection-runner")
 
@@ -302,13 +340,14 @@ class ProjectionRunner:
         return self._positions.get((projection, source), 0)
 
     async def wait_for(self, source: str, position: int, timeout: float = 5.0) -> bool:
-        """Wait until every projection of ``source`` has applied ``position``."""
+        """Wait until every read model of ``source`` has applied ``position`` (process
+        managers are not waited for: see ``Projection.read_model``)."""
 
         def caught_up() -> bool:
             return all(
                 self._positions[(p.name, source)] >= position
                 for p in self.projections
-                if source in p.sources
+                if source in p.sources and p.read_model
             )
 
         async with self._applied:
@@ -318,9 +357,32 @@ class ProjectionRunner:
                 return False
         return True
 
-    async def rebuild(self, projection: Projection) -> None:
-        """Drop a projection's read models and replay every event into them."""
-        await self.read_store.reset(projection.name, [c.name for c in projection.collections])
-        for source in projection.sources:
-            self._positions[(projection.name, source)] = 0
+    def sharing(self, projection: Projection) -> list[Projection]:
+        """``projection`` and every projection that writes a collection with it, directly
+        or through another (the region roll-ups hold every service's counters)."""
+        group = [projection]
+        names = {c.name for c in projection.collections}
+        grown = True
+        while grown:
+            grown = False
+            for other in self.projections:
+                if other not in group and names & {c.name for c in other.collections}:
+                    group.append(other)
+                    names |= {c.name for c in other.collections}
+                    grown = True
+        return group
+
+    async def rebuild(self, projection: Projection) -> list[Projection]:
+        """Drop a projection's read models and replay every event into them.
+
+        A collection another projection also writes (``region_stats``) is dropped with
+        that projection's share in it, so every projection that shares one is rebuilt
+        with it; returns them all.
+        """
+        group = self.sharing(projection)
+        for member in group:
+            await self.read_store.reset(member.name, [c.name for c in member.collections])
+            for source in member.sources:
+                self._positions[(member.name, source)] = 0
         await self.catch_up()
+        return group

@@ -1,4 +1,2 @@
-"""Inspections, findings, rectifications, complaints and law talks.
-
-Not built yet: this service comes on the same kernel (services/common) in its own issue.
-"""
+"""Inspections: batches and their visits, findings and rectification orders, complaints,
+law talks and penalties, and the training-schedule checker."""

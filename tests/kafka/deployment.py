@@ -189,6 +189,7 @@ class Deployment:
                 p: await store.position(projection.name, f"{self.topic}:{p}") for p in partitions
             }
             for projection in build_projections(self.settings, REGIONS)
+            if "registry" in projection.sources  # the topic these positions are of
         }
 
     async def caught_up(self) -> bool:

@@ -28,6 +28,7 @@ from services.registry.domain.commands import (
     RegisterInstitution,
 )
 from services.registry.handlers import Registry
+from services.registry.module import no_rectifications
 from services.registry.projections import INSTITUTIONS, InstitutionsProjection
 from tests.factories import DISTRICTS, numbered_registration, registration, valid_credit_code
 from tests.kafka.conftest import REAL_KAFKA
@@ -136,7 +137,7 @@ def served_lags(metrics: str) -> dict[tuple[str, str], float]:
 
 async def generate(store: SQLiteEventStore, settings: Settings, total: int) -> None:
     """Exactly ``total`` events from the real command handlers: registrations, approvals, cards."""
-    registry = Registry(store, REGIONS, POLICY)
+    registry = Registry(store, REGIONS, POLICY, rectification_overdue=no_rectifications)
     ctx = CommandContext(actor="kafka-suite")
     n = 0
     while True:

@@ -1,0 +1,1 @@
+"""Inspections domain: pure rules, no I/O."""

@@ -1,0 +1,360 @@
+"""Read models of inspection work, and what each document adds to the region roll-ups.
+
+One document per batch (``inspections``), per (batch, institution) pair for the
+institution filter (``inspection_institutions``), per rectification order
+(``rectifications``), complaint, law talk and penalty, and per place ever inspected
+(``inspected_places``, keyed ``<district>|<place>``: a registered institution, or a
+venue within its district). ``institutionsInspected`` of a region is the number of those
+keys under its code prefix, read from the key index: a place lies in one district, so it
+counts once at every level however often it was visited, and the documents only ever
+grow by increments, so projectors working on different partitions cannot lose a visit.
+
+Overdue needs no event when a deadline passes: ``rectification_deadlines`` holds, per
+region, how many orders not yet CLOSED fall due on each day (``due_20250131``), and a
+read sums the days before today by whatever clock it is given.
+
+``counters`` functions are pure, so the property tests recount from documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import Any
+
+from services.common.aggregate import DomainEvent
+from services.common.envelope import Envelope
+from services.common.errors import MalformedEvent
+from services.common.ports import CollectionSpec
+from services.common.projection import CounterKey, Projection, ProjectionUnit
+from services.common.regions import RegionTree
+from services.common.rollups import REGION_MONTHS, REGION_STATS, month_key
+from services.common.text import normalise_key
+from services.common.timeutil import parse_datetime
+from services.inspections.domain.events import (
+    INSPECTION_EVENTS,
+    SERVICE,
+    ComplaintFiled,
+    ComplaintResolved,
+    InspectionRecorded,
+    LawTalkRecorded,
+    PenaltyImposed,
+    RectificationSubmitted,
+    RectificationVerified,
+)
+from services.inspections.domain.rules import InspectionKind, RectificationStatus
+
+INSPECTIONS = CollectionSpec("inspections", indexes=("region", "kind", "started_at"))
+INSPECTION_INSTITUTIONS = CollectionSpec(
+    "inspection_institutions", indexes=("institution_id", "region", "started_at")
+)
+RECTIFICATIONS = CollectionSpec(
+    "rectifications", indexes=("region", "institution_id", "status", "deadline")
+)
+RECTIFICATION_DEADLINES = CollectionSpec("rectification_deadlines")
+COMPLAINTS = CollectionSpec(
+    "complaints", indexes=("region", "institution_id", "status", "channel", "received_at")
+)
+LAW_TALKS = CollectionSpec("law_talks", indexes=("region",))
+PENALTIES = CollectionSpec("penalties", indexes=("region", "institution_id"))
+INSPECTED_PLACES = CollectionSpec("inspected_places")
+"""Keyed ``<district>|<place>``: the places under a region are a key range, counted."""
+
+PREFIX = "inspections_"  # of this service's counters in region_stats
+DUE_PREFIX = "due_"
+
+Doc = dict[str, Any]
+Counters = dict[CounterKey, int]
+
+# Which collection holds the stream (and its version) of each event type.
+STREAM_COLLECTION: dict[type[DomainEvent], CollectionSpec] = {
+    InspectionRecorded: INSPECTIONS,
+    RectificationSubmitted: INSPECTIONS,
+    RectificationVerified: INSPECTIONS,
+    ComplaintFiled: COMPLAINTS,
+    ComplaintResolved: COMPLAINTS,
+    LawTalkRecorded: LAW_TALKS,
+    PenaltyImposed: PENALTIES,
+}
+
+COLLECTION_OF_TYPE = {kind.TYPE: spec for kind, spec in STREAM_COLLECTION.items()}
+
+
+def place_key(institution_id: str | None, venue: str | None, region: str) -> str:
+    """One inspected place: an institution, or a venue of a district (case and spaces
+    folded, so "幸福小区 3栋" and "幸福小区3栋" are one flat)."""
+    if institution_id is not None:
+        return f"i:{institution_id}"
+    return f"v:{region}:{normalise_key(venue or '')}"
+
+
+def month_of(at: str) -> str:
+    return parse_datetime(at).isoformat()[:7]
+
+
+def due_field(deadline: str) -> str:
+    return DUE_PREFIX + deadline.replace("-", "")
+
+
+def overdue_in(deadlines: Doc | None, today: date) -> int:
+    """Orders not CLOSED whose deadline is before ``today``, from a deadlines document."""
+    if not deadlines:
+        return 0
+    cutoff = due_field(today.isoformat())
+    return sum(
+        count
+        for name, count in deadlines.items()
+        if name.startswith(DUE_PREFIX) and name < cutoff and isinstance(count, int)
+    )
+
+
+def _spread(
+    regions: RegionTree, region: str, fields: dict[str, int], months: dict[str, dict[str, int]]
+) -> Counters:
+    """Counters of a district added to every level above it, and to its month buckets."""
+    result: Counters = {}
+    for level in regions.lineage(region):
+        for name, value in fields.items():
+            if value:
+                result[(REGION_STATS.name, level.code, PREFIX + name)] = value
+        for month, counts in months.items():
+            for name, value in counts.items():
+                if value:
+                    result[(REGION_MONTHS.name, month_key(level.code, month), name)] = value
+    return result
+
+
+def inspection_counters(doc: Doc | None, regions: RegionTree) -> Counters:
+    if doc is None:
+        return {}
+    findings = [f for visit in doc["visits"] for f in visit["findings"]]
+    fields = {
+        "inspections": 1,
+        "personnel_dispatched": doc["personnel"],
+        "visits": len(doc["visits"]),
+        "findings": len(findings),
+        "joint_actions": 1 if doc["kind"] == InspectionKind.JOINT else 0,
+    }
+    for finding in findings:
+        name = f"finding_{finding['type'].lower()}"
+        fields[name] = fields.get(name, 0) + 1
+    month = {month_of(doc["started_at"]): {"inspections": 1, "findings": len(findings)}}
+    return _spread(regions, doc["region"], fields, month)
+
+
+def rectification_counters(doc: Doc | None, regions: RegionTree) -> Counters:
+    if doc is None:
+        return {}
+    closed = doc["status"] == RectificationStatus.CLOSED
+    fields = {"rectifications_opened": 1, "rectifications_closed": int(closed)}
+    months = {month_of(doc["closed_at"]): {"rectifications_closed": 1}} if closed else {}
+    result = _spread(regions, doc["region"], fields, months)
+    if not closed:
+        for level in regions.lineage(doc["region"]):
+            result[(RECTIFICATION_DEADLINES.name, level.code, due_field(doc["deadline"]))] = 1
+    return result
+
+
+def complaint_counters(doc: Doc | None, regions: RegionTree) -> Counters:
+    if doc is None:
+        return {}
+    resolved = doc["status"] == "RESOLVED"
+    fields = {
+        "complaints": 1,
+        "complaints_resolved": int(resolved),
+        "complaints_substantiated": int(resolved and bool(doc["substantiated"])),
+        f"complaints_channel_{doc['channel'].lower()}": 1,
+    }
+    months = {month_of(doc["received_at"]): {"complaints": 1}}
+    return _spread(regions, doc["region"], fields, months)
+
+
+def law_talk_counters(doc: Doc | None, regions: RegionTree) -> Counters:
+    if doc is None:
+        return {}
+    fields = {"law_talks": doc["persons"], "law_talk_sessions": 1}
+    return _spread(regions, doc["region"], fields, {})
+
+
+def penalty_counters(doc: Doc | None, regions: RegionTree) -> Counters:
+    if doc is None:
+        return {}
+    fields = {
+        "penalties": 1,
+        "fines_fen": doc["fine_fen"],
+        f"penalties_{doc['kind'].lower()}": 1,
+    }
+    return _spread(regions, doc["region"], fields, {})
+
+
+class InspectionsProjection(Projection):
+    name = "inspections.records"
+    sources = (SERVICE,)
+    collections = (
+        INSPECTIONS,
+        INSPECTION_INSTITUTIONS,
+        RECTIFICATIONS,
+        RECTIFICATION_DEADLINES,
+        COMPLAINTS,
+        LAW_TALKS,
+        PENALTIES,
+        INSPECTED_PLACES,
+        REGION_STATS,
+        REGION_MONTHS,
+    )
+
+    def __init__(self, regions: RegionTree) -> None:
+        self.regions = regions
+
+    def prefetch(self, events: Sequence[Envelope]) -> Iterable[tuple[str, str]]:
+        for event in events:
+            if not self.handles(event):
+                continue
+            spec = COLLECTION_OF_TYPE.get(event.type)
+            if spec is not None:
+                yield spec.name, event.stream
+
+    async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
+        fact = INSPECTION_EVENTS.decode(event)
+        spec = STREAM_COLLECTION[type(fact)]
+        doc = await unit.get(spec.name, event.stream)
+        known = doc["version"] if doc else 0
+        if event.version <= known:
+            return  # already applied (a redelivery)
+        if event.version != known + 1:
+            raise MalformedEvent(
+                f"{event.stream} version {event.version} arrived after version {known}"
+            )
+        at = event.occurred_at.isoformat()
+        match fact:
+            case InspectionRecorded():
+                await self._inspection(event, fact, unit)
+            case RectificationSubmitted() | RectificationVerified():
+                if doc is None:
+                    raise MalformedEvent(f"{event.type} for {event.stream}, never recorded")
+                await self._rectification(event, fact, at, unit)
+                unit.put(INSPECTIONS.name, event.stream, doc, event.version)
+            case ComplaintFiled():
+                new: Doc = {
+                    "region": fact.region,
+                    "channel": fact.channel.value,
+                    "institution_id": fact.institution_id,
+                    "text": fact.text,
+                    "status": "RECEIVED",
+                    "received_at": at,
+                    "resolved_at": None,
+                    "substantiated": None,
+                    "note": None,
+                }
+                self._replace(COMPLAINTS, event, None, new, complaint_counters, unit)
+            case ComplaintResolved():
+                if doc is None:
+                    raise MalformedEvent(f"{event.type} for {event.stream}, never filed")
+                new = {
+                    **doc,
+                    "status": "RESOLVED",
+                    "resolved_at": at,
+                    "substantiated": fact.substantiated,
+                    "note": fact.note,
+                }
+                self._replace(COMPLAINTS, event, doc, new, complaint_counters, unit)
+            case LawTalkRecorded():
+                new = {
+                    "region": fact.region,
+                    "institution_id": fact.institution_id,
+                    "persons": fact.persons,
+                    "held_at": at,
+                }
+                self._replace(LAW_TALKS, event, None, new, law_talk_counters, unit)
+            case PenaltyImposed():
+                new = {
+                    **fact.payload(),
+                    "decided_at": at,
+                }
+                self._replace(PENALTIES, event, None, new, penalty_counters, unit)
+
+    def _replace(
+        self,
+        spec: CollectionSpec,
+        event: Envelope,
+        before: Doc | None,
+        after: Doc,
+        counters: Any,
+        unit: ProjectionUnit,
+    ) -> None:
+        unit.contribute(counters(before, self.regions), counters(after, self.regions))
+        unit.put(spec.name, event.stream, after, event.version)
+
+    async def _inspection(
+        self, event: Envelope, fact: InspectionRecorded, unit: ProjectionUnit
+    ) -> None:
+        payload = fact.payload()
+        started = fact.started_at.isoformat()
+        doc = {**payload, "started_at": started, "recorded_at": event.recorded_at.isoformat()}
+        self._replace(INSPECTIONS, event, None, doc, inspection_counters, unit)
+        visited: dict[str, int] = {}
+        for visit in fact.visits:
+            key = place_key(visit.institution_id, visit.venue, fact.region)
+            visited[key] = visited.get(key, 0) + 1
+            if visit.institution_id is not None:
+                pair = {
+                    "inspection_id": event.stream,
+                    "institution_id": visit.institution_id,
+                    "region": fact.region,
+                    "kind": fact.kind.value,
+                    "started_at": started,
+                }
+                unit.put(
+                    INSPECTION_INSTITUTIONS.name,
+                    f"{event.stream}|{visit.institution_id}",
+                    pair,
+                    event.version,
+                )
+            if visit.rectification is not None:
+                order = {
+                    "inspection_id": event.stream,
+                    "institution_id": visit.institution_id,
+                    "venue": visit.venue,
+                    "region": fact.region,
+                    "findings": [f.model_dump(mode="json") for f in visit.findings],
+                    "deadline": fact.deadline.isoformat(),
+                    "status": RectificationStatus.OPEN.value,
+                    "failures": 0,
+                    "opened_at": started,
+                    "submitted_at": None,
+                    "closed_at": None,
+                    "note": None,
+                }
+                unit.contribute({}, rectification_counters(order, self.regions))
+                unit.put(RECTIFICATIONS.name, visit.rectification, order, event.version)
+        for key, visits in visited.items():
+            # An increment, not a read-modify-write: batches of other streams may be
+            # applied at the same time by another projector (another partition).
+            unit.increment(INSPECTED_PLACES.name, f"{fact.region}|{key}", {"visits": visits})
+
+    async def _rectification(
+        self,
+        event: Envelope,
+        fact: RectificationSubmitted | RectificationVerified,
+        at: str,
+        unit: ProjectionUnit,
+    ) -> None:
+        before = await unit.get(RECTIFICATIONS.name, fact.rectification)
+        if before is None:
+            raise MalformedEvent(f"{event.type} for unknown order {fact.rectification}")
+        after = dict(before)
+        if isinstance(fact, RectificationSubmitted):
+            after.update(
+                status=RectificationStatus.SUBMITTED.value, submitted_at=at, note=fact.note
+            )
+        elif fact.passed:
+            after.update(status=RectificationStatus.CLOSED.value, closed_at=at, note=fact.note)
+        else:
+            after.update(
+                status=RectificationStatus.OPEN.value, failures=fact.failures, note=fact.note
+            )
+        unit.contribute(
+            rectification_counters(before, self.regions),
+            rectification_counters(after, self.regions),
+        )
+        unit.put(RECTIFICATIONS.name, fact.rectification, after, event.version)
