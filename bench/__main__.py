@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench import contention, event_store, gateway, kafka, projection, query_cost
+from bench import contention, event_store, gateway, inspections, kafka, projection, query_cost
 from bench._common import Stopwatch, console, print_machine
 
 BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
     ("event store", event_store.main),
     ("projection", projection.main),
     ("gateway", gateway.main),
+    ("inspections", inspections.main),
     ("query cost", query_cost.main),
     ("contention", contention.main),
     ("kafka", kafka.main),
