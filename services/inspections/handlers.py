@@ -33,6 +33,7 @@ from services.common.commands import (
     Decision,
     Route,
     business_time,
+    entity_id,
     tables_by_command,
 )
 from services.common.errors import BadInput
@@ -136,11 +137,11 @@ async def record_penalty(cmd: RecordPenalty, o: Act) -> Decision[Penalty]:
 def inspection_of(rectification: str) -> str:
     """The batch a rectification order (``<inspection>~<n>``) belongs to."""
     inspection, separator, number = rectification.rpartition(RECTIFICATION_SEPARATOR)
-    if not separator or not inspection or not number.isdigit() or len(rectification) > 80:
+    if not separator or not number.isascii() or not number.isdigit() or len(number) > 5:
         raise BadInput(
             f"{rectification[:80]!r} is not a rectification id (<inspection id>~<n>)", field="id"
         )
-    return inspection
+    return entity_id(inspection)  # an inspection id, checked like any other
 
 
 INSPECTIONS_TABLE = CommandTable(
