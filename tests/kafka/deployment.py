@@ -1,4 +1,5 @@
-"""The distributed set-up as separate OS processes: registry service, projector, gateway.
+"""The distributed set-up as separate OS processes: the registry and inspections services,
+the projector (with the process managers) and the gateway.
 
 Each runs the real ``shuangjian`` console script with its configuration in ``SHUANGJIAN_*``
 variables, as a Kubernetes deployment would: Kafka transport, SQLite stores in a shared
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -21,18 +22,27 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
-from services.bootstrap import build_event_store, build_projections, build_read_store
+from services.bootstrap import (
+    MODULES,
+    build_event_store,
+    build_projections,
+    build_read_store,
+    service_settings,
+)
 from services.common.auth import Role, issue_token
 from services.common.config import Settings
 from services.common.kafka import dead_letter_topic, events_topic
 from services.common.ports import EventStore, ReadStore
+from services.common.projection import Projection, collections_of
+from services.processes import PROCESSES
 from tests.kafka.mock import MockCluster
-from tests.kafka.readmodels import REGIONS, Snapshot, prepare, replayed, snapshot
+from tests.kafka.readmodels import REGIONS, Snapshot, replayed, snapshot
 from tests.processes import Process, clean_env, free_port
 
 MONGODB_URI = os.environ.get("SHUANGJIAN_TEST_MONGODB_URI")
 SECRET = "kafka-suite-secret-long-enough-for-hs256"
 PARTITIONS = 3
+SERVICES = tuple(module.name for module in MODULES)  # registry, inspections
 DEADLINE = 60.0  # generous: CI machines are slow; the tests never wait a fixed time
 
 
@@ -54,15 +64,17 @@ async def eventually(
 
 
 class Deployment:
-    """Three processes over one broker; the test talks to them as clients would."""
+    """Four processes over one broker; the test talks to them as clients would."""
 
     def __init__(self, workdir: Path, bootstrap: str, cluster: MockCluster | None) -> None:
         self.workdir = workdir
         self.bootstrap = bootstrap
         self.cluster = cluster
         self.prefix = f"t{uuid4().hex[:12]}"
-        registry_port, gateway_port, projector_port = free_port(), free_port(), free_port()
+        registry_port, inspections_port = free_port(), free_port()
+        gateway_port, projector_port = free_port(), free_port()
         self.registry_url = f"http://127.0.0.1:{registry_port}"
+        self.inspections_url = f"http://127.0.0.1:{inspections_port}"
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self.projector_url = f"http://127.0.0.1:{projector_port}"
         values: dict[str, Any] = {
@@ -73,6 +85,7 @@ class Deployment:
             "data_dir": str(workdir / "data"),
             "jwt_secret": SECRET,
             "registry_url": self.registry_url,
+            "inspections_url": self.inspections_url,
             "projector_web_port": projector_port,
             # A killed projector's partitions move to its successor after this long.
             "projector_session_timeout": 6,
@@ -91,6 +104,12 @@ class Deployment:
             ready_url=f"{self.registry_url}/healthz",
             **common,
         )
+        self.inspections = Process(
+            "inspections",
+            ["serve", "inspections", "--port", str(inspections_port)],
+            ready_url=f"{self.inspections_url}/healthz",
+            **common,
+        )
         self.projector = Process(
             "projector", ["project"], ready_url=f"{self.projector_url}/ready", **common
         )
@@ -100,17 +119,20 @@ class Deployment:
             ready_url=f"{self.gateway_url}/healthz",
             **common,
         )
-        self.processes = (self.registry, self.projector, self.gateway)
+        self.processes = (self.registry, self.inspections, self.projector, self.gateway)
+        # Each service's events topic, as the services publish and the projector reads them.
+        self.topics = {service: events_topic(self.prefix, service) for service in SERVICES}
         if cluster is not None:  # pre-created, as an operator would (the mock refuses admin)
-            for service in ("registry",):
-                cluster.create_topic(events_topic(self.prefix, service), PARTITIONS, 3)
+            for topic in self.topics.values():
+                cluster.create_topic(topic, PARTITIONS, 3)
             cluster.create_topic(dead_letter_topic(self.prefix), 1, 3)
         self._read_store: ReadStore | None = None
         self._topics_created = False
 
     @property
     def topic(self) -> str:
-        return events_topic(self.prefix, "registry")
+        """The registry's events topic."""
+        return self.topics["registry"]
 
     # --- processes ----------------------------------------------------------------------
 
@@ -118,7 +140,8 @@ class Deployment:
         """Start processes (all by default) and wait, without blocking the loop, for each."""
         chosen = processes or self.processes
         if self.cluster is None and not self._topics_created:
-            await create_topics(self.bootstrap, [self.topic, dead_letter_topic(self.prefix)])
+            topics = [*self.topics.values(), dead_letter_topic(self.prefix)]
+            await create_topics(self.bootstrap, topics)
             self._topics_created = True
         for process in chosen:
             process.start(wait=False)
@@ -178,44 +201,75 @@ class Deployment:
         """The read models the projector writes and the gateway reads."""
         if self._read_store is None:
             self._read_store = build_read_store(self.settings)
-            await prepare(self._read_store, self.settings)
+            # As the projector does on start: the process managers' collections too.
+            await self._read_store.ensure(collections_of(self.followers()))
         return self._read_store
 
-    async def positions(self, partitions: Sequence[int]) -> dict[str, dict[int, int]]:
-        """Per projection, the next offset it will apply in each of these partitions."""
+    def followers(self) -> list[Projection]:
+        """What the projector runs: the read models' projections, then the process managers
+        (unconnected: only their names and sources are used here)."""
+        own = service_settings()
+        managers = [spec.build(own) for spec in PROCESSES]
+        return [*build_projections(self.settings, REGIONS), *managers]
+
+    async def positions(
+        self, partitions: Sequence[int], service: str = "registry"
+    ) -> dict[str, dict[int, int]]:
+        """Per projection reading ``service``'s topic (the read models' and the process
+        managers'), the next offset it will apply in each of these partitions of it."""
         store = await self.read_store()
+        topic = self.topics[service]
         return {
             projection.name: {
-                p: await store.position(projection.name, f"{self.topic}:{p}") for p in partitions
+                p: await store.position(projection.name, f"{topic}:{p}") for p in partitions
             }
-            for projection in build_projections(self.settings, REGIONS)
-            if "registry" in projection.sources  # the topic these positions are of
+            for projection in self.followers()
+            if service in projection.sources  # a projection has positions only where it reads
         }
 
     async def caught_up(self) -> bool:
-        """Every projection has applied every message now in the topic."""
-        ends = await topic_ends(self.bootstrap, self.topic)
-        positions = await self.positions(list(ends))
-        return all(
-            by_partition.get(p, 0) >= end
-            for by_partition in positions.values()
-            for p, end in ends.items()
-        )
+        """Every projection and process manager has applied every message now in every
+        topic it reads."""
+        for service in self.topics:
+            ends = await topic_ends(self.bootstrap, self.topics[service])
+            positions = await self.positions(list(ends), service)
+            if not all(
+                by_partition.get(p, 0) >= end
+                for by_partition in positions.values()
+                for p, end in ends.items()
+            ):
+                return False
+        return True
 
     async def snapshot(self) -> Snapshot:
         return await snapshot(await self.read_store())
 
-    async def replay(self, events: EventStore | None = None) -> Snapshot:
-        """Read models rebuilt from the registry service's event store (or ``events``)."""
+    async def replay(self, events: Mapping[str, EventStore] | None = None) -> Snapshot:
+        """Read models rebuilt from every service's event store (or from ``events``, each
+        service's store by its name)."""
         path = self.workdir / f"replay-{uuid4().hex[:6]}.db"
         if events is not None:
             return await replayed(self.settings, events, path)
-        store = build_event_store(self.settings, "registry")
-        await store.start()
+        stores = await self.event_stores()
         try:
-            return await replayed(self.settings, store, path)
+            return await replayed(self.settings, stores, path)
         finally:
-            await store.close()
+            for store in stores.values():
+                await store.close()
+
+    async def event_stores(self) -> dict[str, EventStore]:
+        """Every service's event store as the services write it, started; close each."""
+        stores = {service: build_event_store(self.settings, service) for service in SERVICES}
+        started: list[EventStore] = []
+        try:
+            for store in stores.values():
+                await store.start()
+                started.append(store)
+        except BaseException:
+            for store in started:
+                await store.close()
+            raise
+        return stores
 
 
 async def create_topics(bootstrap: str, names: Sequence[str]) -> None:

@@ -1,16 +1,18 @@
 """The distributed path as separate OS processes over a real Kafka-protocol broker.
 
-``shuangjian serve registry``, ``shuangjian project`` (faust) and ``shuangjian gateway``
-run as their own processes, configured only through ``SHUANGJIAN_*`` variables, against
-librdkafka's mock cluster (or the Kafka in ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``; MongoDB
-stores instead of SQLite when ``SHUANGJIAN_TEST_MONGODB_URI`` is set). Each fault the
-issue names is one test; each compares the read models with a full replay of the events.
+``shuangjian serve registry``, ``shuangjian serve inspections``, ``shuangjian project``
+(faust, with the process managers) and ``shuangjian gateway`` run as their own processes,
+configured only through ``SHUANGJIAN_*`` variables, against librdkafka's mock cluster (or
+the Kafka in ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``; MongoDB stores instead of SQLite when
+``SHUANGJIAN_TEST_MONGODB_URI`` is set). Each fault the issue names is one test; each
+compares the read models with a full replay of the events.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ from services.common.application import CommandContext
 from services.common.auth import Role
 from services.common.config import Settings
 from services.common.kafka import KafkaBus, dead_letter_topic
+from services.common.process import PROCESS_REFUSALS
 from services.common.sqlite import SQLiteEventStore
+from services.common.timeutil import SHANGHAI
 from services.registry.domain.commands import (
     ApproveInstitution,
     IssueWarningCard,
@@ -58,6 +62,30 @@ query($code: String!) {
   region(code: $code) { stats { institutions { active approved pending subject } } }
 }"""
 INSTITUTION = "query($id: ID!) { institution(id: $id) { id status licenseNo } }"
+RECORD_INSPECTION = """
+mutation($input: RecordInspectionInput!) {
+  recordInspection(input: $input) {
+    id kind personnel
+    visits { venue institution { id } findings { type } rectification { id status } }
+  }
+}"""
+SUBMIT = 'mutation($id: ID!) { submitRectification(id: $id, note: "已整改") { id status } }'
+VERIFY = "mutation($id: ID!) { verifyRectification(id: $id, passed: true) { id status } }"
+INSPECTION_STATS = """
+query($code: String!) {
+  region(code: $code) { stats { inspections {
+    inspections institutionsInspected findings rectificationsOpened rectificationsClosed
+    jointActions
+  } } }
+}"""
+CARDS = """
+query($id: ID!) {
+  institution(id: $id) {
+    warnings { color reason }
+    events(first: 50) { edges { node { id type actor } } }
+  }
+}"""
+MANAGER = "process:warning_cards"  # the warning-card process manager's actor
 
 
 @pytest.fixture
@@ -124,6 +152,123 @@ async def test_a_mutation_goes_gateway_service_kafka_projector_and_shows_in_grap
     assert await deployment.snapshot() == await deployment.replay()
     lags = served_lags(await deployment.metrics())
     assert lags and all(lag == 0 for lag in lags.values()), lags
+
+
+async def test_an_inspection_goes_through_both_services_the_projector_and_the_process_manager(
+    deployment: Deployment,
+) -> None:
+    """Gateway → inspections service → Kafka → projector: the read models, and the process
+    manager there, which asks the registry service (HTTP) for a YELLOW card → Kafka →
+    projector → the institution in GraphQL."""
+    await deployment.start()
+    admin = deployment.token(Role.ADMIN)
+    school = registration(
+        id="jiangbei-1",
+        name="江北区启明艺术培训学校",
+        creditCode=valid_credit_code("500105", "MA0000001"),
+        region="500105",
+        category="NON_SUBJECT",
+        nonSubjectKind="ARTS",
+    )
+    registered = data(await deployment.graphql(REGISTER, {"input": school}, token=admin))
+    assert registered["registerInstitution"]["region"] == {"code": "500105"}
+    approve = {"id": "jiangbei-1", "licenseNo": "渝教民1"}
+    approved = data(await deployment.graphql(APPROVE, approve, token=admin))
+    assert approved["approveInstitution"]["status"] == "APPROVED"
+
+    started = (datetime.now(SHANGHAI) - timedelta(minutes=5)).replace(microsecond=0)
+    batch = {
+        "region": "500105",
+        "kind": "JOINT",
+        "startedAt": started.isoformat(),
+        "personnel": 4,
+        "visits": [
+            {
+                "institutionId": "jiangbei-1",
+                "findings": [{"type": "UNLICENSED_OPERATION", "description": "无证办学"}],
+            },
+            {
+                "venue": "某小区3栋",
+                "findings": [{"type": "HIDDEN_TRAINING", "description": "隐形培训"}],
+            },
+        ],
+    }
+    # Read-your-writes over Kafka: the answer is read from the projected batch.
+    body = await deployment.graphql(RECORD_INSPECTION, {"input": batch}, token=admin)
+    recorded = data(body)["recordInspection"]
+    inspection = recorded["id"]
+    assert (recorded["kind"], recorded["personnel"]) == ("JOINT", 4)
+    assert recorded["visits"] == [
+        {
+            "venue": None,
+            "institution": {"id": "jiangbei-1"},
+            "findings": [{"type": "UNLICENSED_OPERATION"}],
+            "rectification": {"id": f"{inspection}~1", "status": "OPEN"},
+        },
+        {
+            "venue": "某小区3栋",
+            "institution": None,
+            "findings": [{"type": "HIDDEN_TRAINING"}],
+            "rectification": {"id": f"{inspection}~2", "status": "OPEN"},
+        },
+    ]
+    order = {"id": f"{inspection}~1"}
+    submitted = data(await deployment.graphql(SUBMIT, order, token=admin))
+    assert submitted["submitRectification"] == {**order, "status": "SUBMITTED"}
+    verified = data(await deployment.graphql(VERIFY, order, token=admin))
+    assert verified["verifyRectification"] == {**order, "status": "CLOSED"}
+
+    async def figures() -> tuple[int, ...]:
+        body = await deployment.graphql(INSPECTION_STATS, {"code": "500000"}, token=admin)
+        stats = data(body)["region"]["stats"]["inspections"]
+        return tuple(stats.values())
+
+    async def figures_are_in() -> bool:
+        return await figures() == (1, 2, 2, 2, 1, 1)
+
+    await eventually(figures_are_in, "the inspection figures of 重庆 (500000)")
+
+    async def cards() -> dict[str, Any]:
+        body = await deployment.graphql(CARDS, {"id": "jiangbei-1"}, token=admin)
+        institution: dict[str, Any] = data(body)["institution"]
+        return institution
+
+    async def carded() -> bool:
+        return bool((await cards())["warnings"])
+
+    # Only the process manager in the projector issues it: nobody here asked for a card.
+    await eventually(carded, "the process manager's YELLOW card to be projected")
+    institution = await cards()
+    assert [w["color"] for w in institution["warnings"]] == ["YELLOW"]
+    assert inspection in institution["warnings"][0]["reason"]
+    trail = [edge["node"] for edge in institution["events"]["edges"]]
+    assert "inspections.InspectionRecorded" in [node["type"] for node in trail]
+    issued = [node for node in trail if node["type"] == "registry.WarningCardIssued"]
+    assert [node["actor"] for node in issued] == [MANAGER]
+
+    # The card's event names the batch's event as its cause, across the two stores.
+    stores = await deployment.event_stores()
+    try:
+        registry_events = await stores["registry"].read_all(limit=1_000)
+        inspections_events = await stores["inspections"].read_all(limit=1_000)
+    finally:
+        for store in stores.values():
+            await store.close()
+    [batch_event] = [e for e in inspections_events if e.type == "inspections.InspectionRecorded"]
+    [card] = [e for e in registry_events if e.type == "registry.WarningCardIssued"]
+    assert batch_event.stream == inspection
+    assert (str(card.id), card.actor, card.causation_id) == (
+        issued[0]["id"],
+        MANAGER,
+        str(batch_event.id),
+    )
+
+    await eventually(deployment.caught_up, "the projector to reach the end of both topics")
+    got = await deployment.snapshot()
+    assert len(got["inspections"]) == 1 and len(got["rectifications"]) == 2
+    assert got == await deployment.replay()  # both event stores, the same projections
+    read_store = await deployment.read_store()
+    assert await read_store.dump(PROCESS_REFUSALS.name) == []  # the registry took the card
 
 
 def served_lags(metrics: str) -> dict[tuple[str, str], float]:
@@ -196,7 +341,7 @@ async def test_kill_9_the_projector_mid_stream_and_restart_equals_a_full_replay(
         await eventually(deployment.caught_up, "the restarted projector to catch up")
 
         got = await deployment.snapshot()
-        assert got == await deployment.replay(source)
+        assert got == await deployment.replay({"registry": source})
         docs = got[INSTITUTIONS.name]
         assert await stored_rollups(await deployment.read_store()) == recount(docs, REGIONS, POLICY)
         # About 2.7 events an institution: registration, reservation, some approvals, cards.
