@@ -455,6 +455,6 @@ async def test_the_inspections_command_api_is_derived_from_its_tables(
 @pytest.mark.parametrize("order", ["../x~1", "x", "x~", "x~one", "x~1\u0000", "~1", "x~١"])
 async def test_a_malformed_rectification_id_is_bad_input(g: GraphQL, order: str) -> None:
     body = await g(
-        "mutation($id: ID!) { submitRectification(id: $id, note: \"n\") { id } }", {"id": order}
+        'mutation($id: ID!) { submitRectification(id: $id, note: "n") { id } }', {"id": order}
     )
     assert body["errors"][0]["extensions"] == {"code": "BAD_INPUT", "field": "id"}, body
