@@ -19,18 +19,18 @@ from strawberry.types import Info
 
 from services.common.application import Outcome
 from services.common.errors import BadInput, Forbidden, NotFound, Unavailable
-from services.common.ports import Page, encode_cursor
 from services.gateway import registry
 from services.gateway.context import GatewayContext
 from services.gateway.errors import input_fields
 from services.gateway.kit import (
+    Connection,
     Extensions,
     MonthlyStats,
-    PageInfo,
     Region,
     RegionStats,
     Slice,
     ctx,
+    cursors,
     list_size,
     page_size,
 )
@@ -424,60 +424,10 @@ class Penalty:
 # --- connections ----------------------------------------------------------------------
 
 
-@strawberry.type
-class InspectionEdge:
-    node: Inspection
-    cursor: str
-
-
-@strawberry.type
-class InspectionConnection:
-    edges: list[InspectionEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-@strawberry.type
-class RectificationEdge:
-    node: Rectification
-    cursor: str
-
-
-@strawberry.type
-class RectificationConnection:
-    edges: list[RectificationEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-@strawberry.type
-class ComplaintEdge:
-    node: Complaint
-    cursor: str
-
-
-@strawberry.type
-class ComplaintConnection:
-    edges: list[ComplaintEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-@strawberry.type
-class PenaltyEdge:
-    node: Penalty
-    cursor: str
-
-
-@strawberry.type
-class PenaltyConnection:
-    edges: list[PenaltyEdge]
-    page_info: PageInfo
-    total_count: int
-
-
-def _cursors(page: Page, order: str) -> list[str]:
-    return [encode_cursor(doc.get(order), doc["id"]) for doc in page.items]
+InspectionConnection: TypeAlias = Connection[Inspection]
+RectificationConnection: TypeAlias = Connection[Rectification]
+ComplaintConnection: TypeAlias = Connection[Complaint]
+PenaltyConnection: TypeAlias = Connection[Penalty]
 
 
 @strawberry.input(description="Every filter's region means the whole subtree under that code.")
@@ -529,15 +479,9 @@ async def list_inspections(
         start=flt.from_,
         end=flt.to,
     )
-    page = await views.inspections(ctx(info).backend.read_store, where, page_size(first), after)
-    edges = [
-        InspectionEdge(node=Inspection.from_doc(doc), cursor=cursor)
-        for doc, cursor in zip(page.items, _cursors(page, "started_at"), strict=True)
-    ]
-    if page.items and where.institution_id is not None:
-        # Listed through the (batch, institution) pairs: resume from the last pair.
-        edges[-1].cursor = page.end_cursor or edges[-1].cursor
-    return InspectionConnection(edges=edges, page_info=PageInfo.of(page), total_count=page.total)
+    store = ctx(info).backend.read_store
+    page, marks = await views.inspections(store, where, page_size(first), after)
+    return Connection.of(page, [Inspection.from_doc(doc) for doc in page.items], marks)
 
 
 async def list_rectifications(
@@ -557,11 +501,8 @@ async def list_rectifications(
         today=today,
     )
     page = await views.rectifications(ctx(info).backend.read_store, where, page_size(first), after)
-    edges = [
-        RectificationEdge(node=Rectification.from_doc(doc, today), cursor=cursor)
-        for doc, cursor in zip(page.items, _cursors(page, "deadline"), strict=True)
-    ]
-    return RectificationConnection(edges=edges, page_info=PageInfo.of(page), total_count=page.total)
+    nodes = [Rectification.from_doc(doc, today) for doc in page.items]
+    return Connection.of(page, nodes, cursors(page, "deadline"))
 
 
 async def list_complaints(
@@ -579,11 +520,8 @@ async def list_complaints(
         channel=flt.channel.value if flt.channel else None,
     )
     page = await views.complaints(ctx(info).backend.read_store, where, page_size(first), after)
-    edges = [
-        ComplaintEdge(node=Complaint.from_doc(doc), cursor=cursor)
-        for doc, cursor in zip(page.items, _cursors(page, "received_at"), strict=True)
-    ]
-    return ComplaintConnection(edges=edges, page_info=PageInfo.of(page), total_count=page.total)
+    nodes = [Complaint.from_doc(doc) for doc in page.items]
+    return Connection.of(page, nodes, cursors(page, "received_at"))
 
 
 @extensions.field("Institution", name="inspections")
@@ -754,11 +692,8 @@ class Query:
             page_size(first),
             after,
         )
-        edges = [
-            PenaltyEdge(node=Penalty.from_doc(doc), cursor=cursor)
-            for doc, cursor in zip(page.items, _cursors(page, "decided_at"), strict=True)
-        ]
-        return PenaltyConnection(edges=edges, page_info=PageInfo.of(page), total_count=page.total)
+        nodes = [Penalty.from_doc(doc) for doc in page.items]
+        return Connection.of(page, nodes, cursors(page, "decided_at"))
 
     @strawberry.field(
         description="The training-time rules a timetable breaks (one violation per lesson and "

@@ -16,7 +16,7 @@ import json
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any, TypeAlias, TypeVar
+from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -116,6 +116,39 @@ class PageInfo:
     @classmethod
     def of(cls, page: Page) -> PageInfo:
         return cls(has_next_page=page.has_next, end_cursor=page.end_cursor)
+
+
+NodeT = TypeVar("NodeT")
+
+
+@strawberry.type
+class Edge(Generic[NodeT]):
+    """``Edge[Inspection]`` is the contract's ``InspectionEdge``."""
+
+    node: NodeT
+    cursor: str
+
+
+@strawberry.type
+class Connection(Generic[NodeT]):
+    """``Connection[Inspection]`` is the contract's ``InspectionConnection``."""
+
+    edges: list[Edge[NodeT]]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def of(cls, page: Page, nodes: Sequence[NodeT], cursors: Sequence[str]) -> Connection[NodeT]:
+        """A page of the read store as a connection: its nodes, each with its cursor."""
+        edges = [
+            Edge(node=node, cursor=cursor) for node, cursor in zip(nodes, cursors, strict=True)
+        ]
+        return cls(edges=edges, page_info=PageInfo.of(page), total_count=page.total)
+
+
+def cursors(page: Page, order: str) -> list[str]:
+    """The cursor of each item of a page ordered by ``order`` (then id)."""
+    return [encode_cursor(doc.get(order), doc["id"]) for doc in page.items]
 
 
 @strawberry.type

@@ -15,19 +15,19 @@ from strawberry.types import Info
 
 from services.common.application import Outcome
 from services.common.errors import NotFound, Unavailable
-from services.common.ports import encode_cursor
 from services.gateway.context import GatewayContext
 from services.gateway.errors import input_fields
 from services.gateway.kit import (
+    Connection,
     EventConnection,
     Extensions,
     MonthlyStats,
-    PageInfo,
     Region,
     RegionStats,
     Slice,
     audit_trail,
     ctx,
+    cursors,
     page_size,
 )
 from services.gateway.scalars import DateTime
@@ -216,17 +216,7 @@ class Institution:
         )
 
 
-@strawberry.type
-class InstitutionEdge:
-    node: Institution
-    cursor: str
-
-
-@strawberry.type
-class InstitutionConnection:
-    edges: list[InstitutionEdge]
-    page_info: PageInfo
-    total_count: int
+InstitutionConnection: TypeAlias = Connection[Institution]
 
 
 @strawberry.input(description="Every filter's region means the whole subtree under that code.")
@@ -265,11 +255,8 @@ async def list_institutions(
     )
     page = await views.institutions(ctx(info).backend.read_store, where, page_size(first), after)
     # Listing is ordered by id, so an edge's cursor is its id: resume from any edge.
-    edges = [
-        InstitutionEdge(node=Institution.from_doc(doc), cursor=encode_cursor(doc["id"], doc["id"]))
-        for doc in page.items
-    ]
-    return InstitutionConnection(edges=edges, page_info=PageInfo.of(page), total_count=page.total)
+    nodes = [Institution.from_doc(doc) for doc in page.items]
+    return Connection.of(page, nodes, cursors(page, "id"))
 
 
 @extensions.field(Region, name="institutions")

@@ -13,7 +13,18 @@ from datetime import date, timedelta
 from typing import Any
 
 from services.common.errors import BadInput
-from services.common.ports import AnyOf, Eq, Filter, In, Page, Prefix, Query, Range, ReadStore
+from services.common.ports import (
+    AnyOf,
+    Eq,
+    Filter,
+    In,
+    Page,
+    Prefix,
+    Query,
+    Range,
+    ReadStore,
+    encode_cursor,
+)
 from services.common.rollups import stats_fields
 from services.common.timeutil import start_of_day
 from services.inspections.domain.rules import RectificationStatus
@@ -90,8 +101,9 @@ async def inspection(store: ReadStore, id: str) -> Doc | None:
 
 async def inspections(
     store: ReadStore, where: InspectionFilter, first: int, after: str | None = None
-) -> Page:
-    """Batches in start order. With an institution, through the (batch, institution) pairs."""
+) -> tuple[Page, list[str]]:
+    """Batches in start order, with each one's cursor. With an institution, they are
+    listed through the (batch, institution) pairs, whose cursors they carry."""
     filters: list[Filter | AnyOf] = [Prefix("region", p) for p in where.region_prefixes]
     if where.kind is not None:
         filters.append(Eq("kind", where.kind))
@@ -106,14 +118,18 @@ async def inspections(
             )
         )
     if where.institution_id is None:
-        return await store.find(Query(INSPECTIONS.name, tuple(filters), "started_at", first, after))
+        page = await store.find(Query(INSPECTIONS.name, tuple(filters), "started_at", first, after))
+        return page, [encode_cursor(doc["started_at"], doc["id"]) for doc in page.items]
     filters.append(Eq("institution_id", where.institution_id))
     pairs = await store.find(
         Query(INSPECTION_INSTITUTIONS.name, tuple(filters), "started_at", first, after)
     )
     found = await store.get_many(INSPECTIONS.name, [p["inspection_id"] for p in pairs.items])
-    items = [found[p["inspection_id"]] for p in pairs.items if p["inspection_id"] in found]
-    return Page(items, pairs.total, pairs.has_next, pairs.end_cursor)
+    listed = [p for p in pairs.items if p["inspection_id"] in found]
+    page = Page(
+        [found[p["inspection_id"]] for p in listed], pairs.total, pairs.has_next, pairs.end_cursor
+    )
+    return page, [encode_cursor(p["started_at"], p["id"]) for p in listed]
 
 
 def _day_after(day: date) -> str:

@@ -458,3 +458,25 @@ async def test_a_malformed_rectification_id_is_bad_input(g: GraphQL, order: str)
         'mutation($id: ID!) { submitRectification(id: $id, note: "n") { id } }', {"id": order}
     )
     assert body["errors"][0]["extensions"] == {"code": "BAD_INPUT", "field": "id"}, body
+
+
+async def test_an_institution_s_inspections_page_through_without_repeats(g: GraphQL) -> None:
+    a = await register(g, "a")
+    for n in range(3):  # two visits to it in the same batch count once
+        visits = [{"institutionId": a}, {"institutionId": a, "findings": [finding()]}]
+        await g.data(RECORD, {"input": batch(id=f"b{n}", visits=visits)})
+    seen: list[str] = []
+    after = None
+    for _ in range(4):
+        page = await g.data(
+            'query($after: String) { institution(id: "a") { inspections(first: 1, after: $after)'
+            " { totalCount edges { node { id } cursor } pageInfo { hasNextPage endCursor } } } }",
+            {"after": after},
+        )
+        connection = page["institution"]["inspections"]
+        assert connection["totalCount"] == 3
+        seen += [e["node"]["id"] for e in connection["edges"]]
+        if not connection["pageInfo"]["hasNextPage"]:
+            break
+        after = connection["edges"][-1]["cursor"]  # resuming from an edge, not endCursor
+    assert seen == ["b0", "b1", "b2"]
