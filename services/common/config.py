@@ -10,11 +10,14 @@ the same variables.
 from __future__ import annotations
 
 import abc
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.workdays import WorkCalendar
 
 SOURCES = SettingsConfigDict(env_prefix="SHUANGJIAN_", env_file=".env", extra="ignore")
 # Days a fact may be back-dated without the admin or importer role (every service).
@@ -37,6 +40,31 @@ class ServiceSettings(BaseSettings):
     @abc.abstractmethod
     def url(self) -> str:
         """Where the distributed gateway sends this service's commands."""
+
+
+class CalendarSettings(BaseSettings):
+    """The national working-day calendar's configuration, for every service that counts
+    rest or working days (one calendar: the same variables wherever they are read)."""
+
+    model_config = SOURCES
+
+    extra_holidays: list[date] = Field(
+        default_factory=list,
+        description="Statutory holidays beyond the shipped calendar (next year's State "
+        'Council arrangement, published each November), e.g. ["2027-01-01"].',
+    )
+    extra_workdays: list[date] = Field(
+        default_factory=list,
+        description="Make-up working days (调休) beyond the shipped calendar.",
+    )
+
+    @model_validator(mode="after")
+    def _calendar_is_usable(self) -> CalendarSettings:
+        self.calendar()  # a day listed both ways is refused when the settings load
+        return self
+
+    def calendar(self) -> WorkCalendar:
+        return WorkCalendar(frozenset(self.extra_holidays), frozenset(self.extra_workdays))
 
 
 class Settings(BaseSettings):

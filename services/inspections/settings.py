@@ -7,7 +7,7 @@ from datetime import date
 
 from pydantic import BaseModel, Field, model_validator
 
-from services.common.config import ServiceSettings
+from services.common.config import CalendarSettings, ServiceSettings
 from services.inspections.domain.rules import FindingType, InspectionPolicy
 from services.inspections.domain.schedule import SchedulePolicy, SchoolBreak
 
@@ -18,7 +18,7 @@ class BreakSetting(BaseModel):
     end: date
 
 
-class InspectionsSettings(ServiceSettings):
+class InspectionsSettings(ServiceSettings, CalendarSettings):
     inspections_url: str = Field(
         "http://127.0.0.1:8002",
         description="Where the distributed gateway sends inspections commands.",
@@ -38,15 +38,6 @@ class InspectionsSettings(ServiceSettings):
         description="Failed verifications of one rectification order that get its institution "
         "a RED card; 0 turns the rule off.",
     )
-    inspections_extra_holidays: list[date] = Field(
-        default_factory=list,
-        description="Statutory holidays beyond the shipped calendar (next year's State Council "
-        'arrangement), e.g. ["2027-01-01"].',
-    )
-    inspections_extra_workdays: list[date] = Field(
-        default_factory=list,
-        description="Make-up working days (调休) beyond the shipped calendar.",
-    )
     inspections_school_breaks: dict[str, list[BreakSetting]] = Field(
         default_factory=dict,
         description="Per province (2-digit prefix), its winter and summer breaks, replacing "
@@ -55,7 +46,7 @@ class InspectionsSettings(ServiceSettings):
     )
 
     @model_validator(mode="after")
-    def _calendar_is_usable(self) -> InspectionsSettings:
+    def _schedule_is_usable(self) -> InspectionsSettings:
         """A day listed as both holiday and workday, or a province key that is not two
         digits, is refused when the settings load, not at the first schedule check."""
         self.schedule()
@@ -74,8 +65,8 @@ class InspectionsSettings(ServiceSettings):
 
     def schedule(self) -> SchedulePolicy:
         return SchedulePolicy(
-            extra_holidays=frozenset(self.inspections_extra_holidays),
-            extra_workdays=frozenset(self.inspections_extra_workdays),
+            extra_holidays=frozenset(self.extra_holidays),
+            extra_workdays=frozenset(self.extra_workdays),
             province_breaks={
                 province: tuple(SchoolBreak(b.name, b.start, b.end) for b in breaks)
                 for province, breaks in self.inspections_school_breaks.items()

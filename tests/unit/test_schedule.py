@@ -116,7 +116,7 @@ def test_a_year_nobody_knows_counts_weekends_and_warns_once() -> None:
     assert check.violations == []
     [warning] = check.warnings
     assert "2031" in warning
-    assert "SHUANGJIAN_INSPECTIONS_EXTRA_HOLIDAYS" in warning
+    assert "SHUANGJIAN_EXTRA_HOLIDAYS" in warning
     assert rules([subject(date(2031, 3, 8))]) == [(0, "SUBJECT_ON_REST_DAY")]
     rest, warning_again = is_rest_day(date(2031, 3, 5), POLICY)
     assert not rest

@@ -6,8 +6,9 @@ Sources: 中共中央办公厅、国务院办公厅《关于进一步减轻义�
 
 * ``SUBJECT_ON_REST_DAY``: no SUBJECT training on statutory holidays or rest days (2021 opinion).
   Rest days follow the State Council's yearly arrangement, make-up working days (调休) included:
-  the ``chinese_calendar`` package, overridden by ``SchedulePolicy.extra_holidays`` /
-  ``extra_workdays`` so that operators can add next year's arrangement as configuration. A year
+  ``services.common.workdays`` (the ``chinese_calendar`` package), overridden by
+  ``SchedulePolicy.extra_holidays`` / ``extra_workdays`` so that operators can add next
+  year's arrangement as configuration. A year
   that neither knows counts weekends only, with one warning per year.
 * ``SUBJECT_IN_SCHOOL_BREAK``: no SUBJECT training in the winter or summer break (2021 opinion).
   Provinces set their own breaks; ``province_breaks`` replaces the national defaults.
@@ -29,9 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-import chinese_calendar
-
 from services.common.errors import BadInput
+from services.common.workdays import WorkCalendar
 
 RULES: Final = (
     "SUBJECT_ON_REST_DAY",
@@ -132,12 +132,10 @@ class SchedulePolicy:
     online_latest_end: str = "21:00"
     offline_latest_end: str = "20:30"
     max_lessons: int = 500
+    calendar: WorkCalendar = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        clash = self.extra_holidays & self.extra_workdays
-        if clash:
-            days = ", ".join(str(day) for day in sorted(clash))
-            raise ValueError(f"{days} listed both as extra holiday and as extra workday")
+        object.__setattr__(self, "calendar", WorkCalendar(self.extra_holidays, self.extra_workdays))
         for name in ("online_latest_end", "offline_latest_end"):
             if _minutes(getattr(self, name)) is None:
                 raise ValueError(f"{name} must be a time HH:MM, got {getattr(self, name)!r}")
@@ -149,7 +147,7 @@ class SchedulePolicy:
 
     def knows_year(self, year: int) -> bool:
         """Whether configuration carries that year's arrangement (any extra day in it)."""
-        return any(day.year == year for day in self.extra_holidays | self.extra_workdays)
+        return self.calendar.knows_year(year)
 
     def breaks_for(self, region: str | None) -> tuple[SchoolBreak, ...]:
         if region is not None and region[:2] in self.province_breaks:
@@ -183,31 +181,9 @@ class ScheduleCheck:
     warnings: list[str]
 
 
-def _unknown_year_warning(year: int) -> str:
-    return (
-        f"the official holiday arrangement for {year} is not known: only weekends count as "
-        "rest days; add it as SHUANGJIAN_INSPECTIONS_EXTRA_HOLIDAYS / _EXTRA_WORKDAYS"
-    )
-
-
 def _rest_day(day: dt.date, policy: SchedulePolicy) -> tuple[bool, str, str | None]:
     """(rest day?, why, warning): the why names the holiday for the violation message."""
-    weekend = day.weekday() >= 5
-    if day in policy.extra_workdays:
-        return False, "a configured working day", None
-    if day in policy.extra_holidays:
-        return True, "a rest day (statutory holiday, configured)", None
-    try:
-        workday = bool(chinese_calendar.is_workday(day))
-    except NotImplementedError:
-        warning = None if policy.knows_year(day.year) else _unknown_year_warning(day.year)
-        return weekend, "a rest day (weekend)", warning
-    if workday:
-        return False, "a working day", None
-    _, holiday = chinese_calendar.get_holiday_detail(day)
-    if holiday:
-        return True, f"a rest day (statutory holiday: {holiday})", None
-    return True, "a rest day (weekend)", None
+    return policy.calendar.rest_day(day)
 
 
 def is_rest_day(day: dt.date, policy: SchedulePolicy) -> tuple[bool, str | None]:
@@ -216,23 +192,12 @@ def is_rest_day(day: dt.date, policy: SchedulePolicy) -> tuple[bool, str | None]
     The second item is a warning when neither the package nor the policy knows the year (then
     only weekends are rest days). The policy is required so that configuration is never skipped.
     """
-    rest, _, warning = _rest_day(day, policy)
-    return rest, warning
+    return policy.calendar.is_rest_day(day)
 
 
 def working_days_after(start: dt.date, n: int, policy: SchedulePolicy) -> dt.date:
-    """The day that is the n-th working day after ``start`` (``start`` itself not counted).
-
-    Years nobody knows count weekends only, silently: call ``is_rest_day`` for the warning.
-    """
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    day = start
-    while n:
-        day += dt.timedelta(days=1)
-        if not is_rest_day(day, policy)[0]:
-            n -= 1
-    return day
+    """The n-th working day after ``start`` (``WorkCalendar.working_days_after``)."""
+    return policy.calendar.working_days_after(start, n)
 
 
 @dataclass(frozen=True)
