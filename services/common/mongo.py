@@ -46,6 +46,7 @@ from services.common.ports import (
     Filter,
     In,
     Increment,
+    NotIn,
     Page,
     Prefix,
     Put,
@@ -631,6 +632,8 @@ def _clause(flt: Filter) -> Doc:
             return {name: {"$eq": value}}
         case In(values=values):
             return {name: {"$in": list(values)}}
+        case NotIn(values=values):
+            return {name: {"$nin": list(values)}}
         case Prefix(prefix=prefix):
             return {name: {"$regex": "^" + re.escape(prefix)}}
         case Contains(text=text):

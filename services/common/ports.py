@@ -144,6 +144,14 @@ class In:
 
 
 @dataclass(frozen=True)
+class NotIn:
+    """The field's value is none of ``values`` (a small set: the few to leave out)."""
+
+    field: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
 class Prefix:
     """String field starts with ``prefix`` (region subtrees: ``6404`` is all of Guyuan)."""
 
@@ -166,7 +174,7 @@ class Range:
     lt: Any = None
 
 
-Filter = Eq | In | Prefix | Contains | Range
+Filter = Eq | In | NotIn | Prefix | Contains | Range
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from services.common.ports import (
     EventStore,
     Filter,
     In,
+    NotIn,
     Page,
     Prefix,
     Query,
@@ -463,6 +464,13 @@ def _clause(flt: Filter) -> tuple[str, list[Any]]:
             if not values:
                 return "0", []
             return f"{column} IN ({','.join('?' * len(values))})", [_sql_value(v) for v in values]
+        case NotIn(values=values):
+            if not values:
+                return "1", []
+            marks = ",".join("?" * len(values))
+            return f"({column} IS NULL OR {column} NOT IN ({marks}))", [
+                _sql_value(v) for v in values
+            ]
         case Prefix(prefix=prefix):
             # A range on the index instead of LIKE, which SQLite cannot index here.
             return f"({column} >= ? AND {column} < ?)", [prefix, prefix + "\U0010ffff"]

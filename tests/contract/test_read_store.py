@@ -15,6 +15,7 @@ from services.common.ports import (
     Eq,
     In,
     Increment,
+    NotIn,
     Prefix,
     Put,
     Query,
@@ -168,6 +169,12 @@ async def test_find_filters(store: ReadStore) -> None:
     assert await _ids(
         store, Query("institutions", (In("region", ("120101", "340103")),), first=50)
     ) == ["i03", "i05"]
+    assert await _ids(
+        store, Query("institutions", (NotIn("region", ("120101", "340103")),), first=50)
+    ) == ["i00", "i01", "i02", "i04", "i06"]
+    assert await _ids(store, Query("institutions", (NotIn("region", ()),), first=50)) == [
+        f"i{n:02d}" for n in range(7)
+    ]
     assert await _ids(store, Query("institutions", (Contains("name", "培训"),), first=50)) == [
         "i00",
         "i02",
