@@ -38,8 +38,10 @@ from services.common.projection import Projection, ProjectionRunner, collections
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
+from services.common.timers import TimerRunner
 from services.common.timeutil import utc_now
 from services.common.topology import Topology
+from services.finance.module import MODULE as FINANCE
 from services.gateway.app import BodyLimit, create_app
 from services.gateway.remote import DistributedBackend
 from services.gateway.schema import build_schema
@@ -49,7 +51,7 @@ from services.registry.module import MODULE as REGISTRY
 
 log = structlog.get_logger(__name__)
 
-MODULES: tuple[ServiceModule[Any], ...] = (REGISTRY, INSPECTIONS)
+MODULES: tuple[ServiceModule[Any], ...] = (REGISTRY, INSPECTIONS, FINANCE)
 
 Modules = Sequence[ServiceModule[Any]]
 ServiceSettingsMap = Mapping[str, ServiceSettings]
@@ -116,6 +118,16 @@ def build_bus(settings: Settings, modules: Modules = MODULES) -> Bus:
     return InProcessBus()
 
 
+def installation_secret(settings: Settings) -> bytes | None:
+    """The installation's own secret: the configured JWT secret, or the one generated in
+    the data dir; None with only a JWKS URL (keys a service derives must then be set)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value().encode()
+    if settings.jwks_url is not None:
+        return None
+    return load_or_create_secret(settings.data_dir).encode()
+
+
 def build_verifier(settings: Settings, regions: RegionTree) -> TokenVerifier:
     """HS256 with the configured secret (or the data dir's), plus a JWKS URL if given."""
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
@@ -139,7 +151,9 @@ def build_projections(
     """Every module's projections, and the audit trail that follows all of them."""
     own = {**service_settings(modules), **(own or {})}
     projections = [p for m in modules for p in m.projections(regions, own[m.name])]
-    audit = AuditTrailProjection({m.name: m.audit_subject for m in modules})
+    audit = AuditTrailProjection(
+        {m.name: m.audit_subject for m in modules}, {m.name: m.redact for m in modules}
+    )
     return [*projections, audit]
 
 
@@ -208,6 +222,7 @@ class Platform:
     clock: Callable[[], datetime] = utc_now
     # Also in the runner's projections, after the read models.
     processes: list[ProcessManager] = field(default_factory=list)
+    timers: TimerRunner = field(default_factory=lambda: TimerRunner(()))
 
     async def start(self) -> None:
         for store in self.event_stores.values():
@@ -216,9 +231,11 @@ class Platform:
         await self.runner.start()
         for relay in self.relays:
             relay.start()
+        self.timers.start()
         log.info("platform.started", services=list(self.event_stores))
 
     async def stop(self) -> None:
+        await self.timers.stop()
         for relay in self.relays:
             await relay.stop()
         await self.runner.stop()
@@ -251,9 +268,11 @@ class Platform:
         """Every event published from now on. A subscriber that falls behind by the bus's
         ``live_capacity`` ends with ``Unavailable``, as over Kafka: it never misses events
         without being told."""
+        redactions = {m.name: m.redact for m in self.modules}
         async with self.bus.follow() as subscription:
             async for event in subscription:
-                yield event
+                redact = redactions.get(event.service)
+                yield redact(event) if redact is not None else event
 
     async def settle(self, rounds: int = 10) -> None:
         """Publish every outbox and apply everything stored (tests, demo loading).
@@ -293,6 +312,7 @@ def build_platform(
     relays = {name: OutboxRelay(store, bus, name=name) for name, store in stores.items()}
     read_store = build_read_store(settings)
     lookups = build_lookups(read_store, clock, modules)
+    secret = installation_secret(settings)
     services = {
         m.name: m.application(
             Wiring(
@@ -302,11 +322,19 @@ def build_platform(
                 on_commit=relays[m.name].notify,
                 clock=clock,
                 lookups=lookups,
+                secret=secret,
             )
         )
         for m in modules
     }
     commands = Commands(modules, services)
+    timers = TimerRunner(
+        [
+            timer
+            for m in modules
+            for timer in m.timers(services[m.name], read_store, clock, own[m.name])
+        ]
+    )
     processes = build_processes(commands.handle, modules, own)
     projections = build_projections(settings, regions, modules, own)
     runner = ProjectionRunner([*projections, *processes], read_store, stores, bus)
@@ -324,6 +352,7 @@ def build_platform(
         relays=list(relays.values()),
         clock=clock,
         processes=processes,
+        timers=timers,
     )
 
 
@@ -371,8 +400,12 @@ def service_app(
         own or module.settings(),
         on_commit=relay.notify,
         lookups=build_lookups(read_store, utc_now),
+        secret=installation_secret(settings),
     )
-    api = module.api(module.application(wiring), build_verifier(settings, regions))
+    service = module.application(wiring)
+    api = module.api(service, build_verifier(settings, regions))
+    # Every replica runs the module's timers: their commands decide on the stored state.
+    timers = TimerRunner(module.timers(service, read_store, utc_now, wiring.settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -380,12 +413,14 @@ def service_app(
         await read_store.ensure(collections_of(build_projections(settings, regions)))
         await bus.start()
         relay.start()
+        timers.start()
         log.info(
             "service.serving", service=module.name, bus=settings.bus, store=settings.event_store
         )
         try:
             yield
         finally:
+            await timers.stop()
             await relay.stop()
             await bus.close()
             await store.close()
@@ -399,6 +434,20 @@ def service_app(
 
     app.mount("/", api)
     return BodyLimit(app, settings.max_body_bytes)
+
+
+def redacted(
+    events: Callable[[], AsyncIterator[Envelope]], modules: Modules = MODULES
+) -> Callable[[], AsyncIterator[Envelope]]:
+    """A live stream as readers may see it: each service's ``redact`` applied."""
+    redactions = {m.name: m.redact for m in modules}
+
+    async def shown() -> AsyncIterator[Envelope]:
+        async for event in events():
+            redact = redactions.get(event.service)
+            yield redact(event) if redact is not None else event
+
+    return shown
 
 
 def gateway_app(
@@ -423,7 +472,7 @@ def gateway_app(
         read_store,
         Commands(modules, clients),
         own,
-        live_events=tail.events if tail is not None else None,
+        live_events=redacted(tail.events, modules) if tail is not None else None,
     )
     collections = collections_of(build_projections(settings, regions, modules, own))
 

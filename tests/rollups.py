@@ -24,11 +24,14 @@ def recount(
     return result
 
 
-async def stored_rollups(store: ReadStore) -> dict[tuple[str, str], dict[str, int]]:
+async def stored_rollups(
+    store: ReadStore, prefix: str = "institutions_"
+) -> dict[tuple[str, str], dict[str, int]]:
+    """The register's counters in the shared roll-ups (other services add their own)."""
     result: dict[tuple[str, str], dict[str, int]] = {}
     for collection in (REGION_STATS.name, REGION_MONTHS.name):
         for doc in await store.dump(collection):
-            values = {k: v for k, v in doc.items() if k not in ("id", "version") and v}
+            values = {k: v for k, v in doc.items() if k.startswith(prefix) and v}
             if values:
                 result[(collection, doc["id"])] = values
     return result

@@ -47,20 +47,28 @@ class AuditTrailProjection(Projection):
     name = "audit.institution_events"
     collections = (INSTITUTION_EVENTS,)
 
-    def __init__(self, subjects: Mapping[str, SubjectOf]) -> None:
+    def __init__(
+        self,
+        subjects: Mapping[str, SubjectOf],
+        redactions: Mapping[str, Callable[[Envelope], Envelope]] | None = None,
+    ) -> None:
         self.subjects = dict(subjects)  # service -> the institution its event is about
         self.sources = tuple(subjects)
+        # service -> what readers may see of its event (finance masks account numbers)
+        self.redactions = dict(redactions or {})
 
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
         subject_of = self.subjects.get(event.service)
         institutions = sorted(set(subject_of(event))) if subject_of is not None else []
         order = trail_order(event)
+        redact = self.redactions.get(event.service)
+        shown = (redact(event) if redact is not None else event).to_dict()
         for index, institution in enumerate(institutions):
             key = str(event.id) if index == 0 else f"{event.id}|{institution}"
             unit.put(
                 INSTITUTION_EVENTS.name,
                 key,
-                {"institution": institution, "order": order, "event": event.to_dict()},
+                {"institution": institution, "order": order, "event": shown},
                 LAYOUT,
             )
 

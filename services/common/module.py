@@ -28,6 +28,7 @@ from services.common.ports import EventStore, ReadStore
 from services.common.projection import Projection
 from services.common.regions import RegionTree
 from services.common.remote import RemoteService
+from services.common.timers import Timer
 from services.common.timeutil import utc_now
 
 S = TypeVar("S", bound=ServiceSettings)
@@ -59,6 +60,9 @@ class Wiring(Generic[S]):
     clock: Callable[[], datetime] = utc_now
     retry: RetryPolicy = DEFAULT_RETRY
     lookups: Mapping[str, Lookup] = field(default_factory=dict)
+    # The installation's secret (``SHUANGJIAN_JWT_SECRET`` or the data dir's), for keys a
+    # service derives from it (finance's payer hash); None where there is none.
+    secret: bytes | None = None
 
     def lookup(self, name: str, absent: Lookup | None = None) -> Lookup:
         """The lookup another module provides under ``name`` (``ServiceModule.provides``).
@@ -87,6 +91,16 @@ class Wiring(Generic[S]):
         }
 
 
+def no_timers(
+    service: CommandService, store: ReadStore, clock: Callable[[], datetime], settings: Any
+) -> Sequence[Timer]:
+    return ()
+
+
+def shown_whole(event: Envelope) -> Envelope:
+    return event
+
+
 def institution_named_in(event: Envelope) -> Sequence[str]:
     """The institution an event is about, when its data names one."""
     named = event.data.get("institution_id")
@@ -108,6 +122,10 @@ class ServiceModule(Generic[S]):
     * ``provides``: lookups by name that other services' command sides may use (a
       published query, like a published event type: the registry's ``institutions``,
       the inspections' overdue rectifications). Services still never import each other.
+    * ``timers``: work it does because time passed (``services/common/timers.py``), built
+      from its own command side, the read store, the clock and its settings.
+    * ``redact``: what readers may see of one of its events (the audit trail, live
+      subscriptions): finance masks account numbers there.
     """
 
     name: str
@@ -120,6 +138,10 @@ class ServiceModule(Generic[S]):
     port: int
     audit_subject: Callable[[Envelope], Sequence[str]] = institution_named_in
     provides: Mapping[str, LookupFactory] = field(default_factory=dict)
+    timers: Callable[[CommandService, ReadStore, Callable[[], datetime], S], Sequence[Timer]] = (
+        no_timers
+    )
+    redact: Callable[[Envelope], Envelope] = shown_whole
     command_types: Mapping[type[Command], CommandTable] = field(init=False)
 
     def __post_init__(self) -> None:

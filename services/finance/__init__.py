@@ -1,4 +1,2 @@
-"""Supervision accounts and prepaid orders held in escrow, released lesson by lesson.
-
-Not built yet: this service comes on the same kernel (services/common) in its own issue.
-"""
+"""Finance: supervised accounts, prepaid orders released lesson by lesson (一课一销),
+refunds, the working-day clocks, and each institution's risk level."""

@@ -15,6 +15,8 @@ from strawberry.types import Info
 
 from services.common.application import Outcome
 from services.common.errors import NotFound, Unavailable
+from services.finance import views as finance_views
+from services.finance.module import RiskLevel as RiskLevelEnum
 from services.gateway.context import GatewayContext
 from services.gateway.errors import input_fields
 from services.gateway.kit import (
@@ -60,6 +62,9 @@ strawberry.enum(TeachingMode, name="TeachingMode")
 strawberry.enum(Status, name="InstitutionStatus")
 strawberry.enum(ListMarkEnum, name="ListMark")
 strawberry.enum(WarningColorEnum, name="WarningColor")
+# The finance service's risk levels, filtered on here and shown by its slice.
+strawberry.enum(RiskLevelEnum, name="RiskLevel")
+RiskLevel: TypeAlias = RiskLevelEnum
 InstitutionCategory: TypeAlias = Category
 NonSubjectKind: TypeAlias = NonSubjectKindEnum
 InstitutionStatus: TypeAlias = Status
@@ -226,6 +231,7 @@ class InstitutionFilter:
     status: InstitutionStatus | None = None
     mode: TeachingMode | None = None
     list_mark: ListMark | None = None
+    risk_level: RiskLevel | None = None
     search: str | None = strawberry.field(
         default=None, description="Substring of name or exact credit code."
     )
@@ -245,7 +251,21 @@ async def list_institutions(
     chosen = region if region is not None else flt.region
     if chosen is not None:
         prefixes.append(ctx(info).readable(chosen, "filter.region"))
+    ids = None
+    if flt.risk_level is not None:
+        store = ctx(info).backend.read_store
+        flagged = [
+            *await finance_views.ids_at_risk(store, "YELLOW", prefixes),
+            *await finance_views.ids_at_risk(store, "RED", prefixes),
+        ]
+        at_level = (
+            []
+            if flt.risk_level is RiskLevel.GREEN
+            else (await finance_views.ids_at_risk(store, flt.risk_level.value, prefixes))
+        )
+        ids = finance_views.risk_filter(flt.risk_level.value, flagged, at_level)
     where = views.InstitutionFilter(
+        ids=ids,
         region_prefixes=prefixes,
         category=flt.category.value if flt.category else None,
         status=flt.status.value if flt.status else None,

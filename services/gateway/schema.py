@@ -36,13 +36,13 @@ from strawberry.types.field import StrawberryField
 
 from services.common.config import Settings
 from services.common.errors import Unavailable
-from services.gateway import inspections, registry
+from services.gateway import finance, inspections, registry
 from services.gateway.cost import QueryCost
 from services.gateway.errors import ErrorCodes
 from services.gateway.kit import KIT, Slice
 from services.gateway.scalars import SCALARS
 
-SLICES: tuple[Slice, ...] = (registry.SLICE, inspections.SLICE)
+SLICES: tuple[Slice, ...] = (registry.SLICE, inspections.SLICE, finance.SLICE)
 
 MAX_DEPTH = 10
 MAX_TOKENS = 2_000

@@ -27,6 +27,8 @@ class InstitutionFilter:
     """Which institutions to list. Every prefix must match (a scope and a chosen region)."""
 
     region_prefixes: Sequence[str] = ()
+    # Which institutions, by id (another service's view: e.g. those at a risk level).
+    ids: Filter | None = None
     category: str | None = None
     status: str | None = None
     mode: str | None = None
@@ -49,6 +51,8 @@ async def institutions(
 ) -> Page:
     """A page of institutions ordered by id; the cursor of an item is its id."""
     filters: list[Filter | AnyOf] = [Prefix("region", p) for p in where.region_prefixes]
+    if where.ids is not None:
+        filters.append(where.ids)
     for name in ("category", "status", "mode", "list_mark"):
         if (value := getattr(where, name)) is not None:
             filters.append(Eq(name, value))

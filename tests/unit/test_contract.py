@@ -33,37 +33,9 @@ from graphql.utilities import get_default_value_ast
 
 from services.gateway.schema import build_schema
 
-FINANCE = "finance service"
-
 # Contract coordinates we do not serve yet -> what will deliver them. Remove an entry as
 # soon as it is served; test_pending_entries_are_still_missing insists on it.
-PENDING: dict[str, str] = {
-    # the finance service's monthly figures
-    "MonthlyStats.orders": FINANCE,
-    "MonthlyStats.orderAmount": FINANCE,
-    "MonthlyStats.released": FINANCE,
-    "MonthlyStats.refunded": FINANCE,
-    # finance: prepaid orders, supervision accounts, risk
-    "Query.orders": FINANCE,
-    "Mutation.openSupervisionAccount": FINANCE,
-    "Mutation.recordPrepaidOrder": FINANCE,
-    "Mutation.confirmLessons": FINANCE,
-    "Mutation.refundOrder": FINANCE,
-    "RegionStats.finance": FINANCE,
-    "FinanceStats": FINANCE,
-    "Institution.riskLevel": FINANCE,
-    "Institution.account": FINANCE,
-    "InstitutionFilter.riskLevel": FINANCE,
-    "RiskLevel": FINANCE,
-    "SupervisionMode": FINANCE,
-    "SupervisionAccount": FINANCE,
-    "Order": FINANCE,
-    "OrderEdge": FINANCE,
-    "OrderConnection": FINANCE,
-    "OrderFilter": FINANCE,
-    "OpenSupervisionAccountInput": FINANCE,
-    "RecordPrepaidOrderInput": FINANCE,
-}
+PENDING: dict[str, str] = {}
 
 REPO = Path(__file__).resolve().parents[2]
 VENDORED = REPO / "contract" / "schema.graphql"

@@ -1,0 +1,1 @@
+"""The finance service's pure domain: rules, commands, events, aggregates."""
