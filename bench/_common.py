@@ -168,7 +168,9 @@ async def demo_platform(prefix: str) -> AsyncIterator[Demo]:
         await platform.start()
         try:
             with Stopwatch() as loading:
-                loaded = await load_demo(platform.commands, platform.regions)
+                loaded = await load_demo(
+                    platform.commands, platform.regions, settle=platform.settle
+                )
                 await platform.settle()
             yield Demo(platform, settings, loaded, loading.seconds)
         finally:

@@ -103,7 +103,7 @@ async def load_demo_once(platform: Platform) -> None:
             console.print("Data dir already holds events: demo data not loaded again.")
             return
     with console.status("Loading demo data (固原, 天津, 重庆江北, 合肥庐阳)…"):
-        count = await load_demo(platform.commands, platform.regions)
+        count = await load_demo(platform.commands, platform.regions, settle=platform.settle)
         await platform.settle()
     console.print(f"Loaded {count} demo institutions.")
 

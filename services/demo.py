@@ -21,11 +21,19 @@ Inspection work, through the inspections service's commands:
   rounds, law talks with 42 people, 4 institutions' prepaid-money (FEES) problems
   rectified, and two penalties under 教育部令第53号.
 * Complaints in both districts through every channel, most of them resolved.
+
+Prepaid money, through the finance service's commands, 天津 scaled down a hundredfold
+(H1 2023: 66,000 orders, 142 million yuan): 120 supervised accounts in four districts,
+660 orders totalling exactly 1,420,000.00 yuan paid January to June 2023, lessons
+released one by one (一课一销), refunds, and a few risky institutions as of today: one
+suspended with money still held, one on a thin risk deposit, one with complaints and
+refund requests piling up.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -33,7 +41,14 @@ from decimal import Decimal
 from services.common.application import CommandContext
 from services.common.module import CommandService
 from services.common.regions import RegionTree
-from services.common.timeutil import SHANGHAI
+from services.common.timeutil import SHANGHAI, utc_now
+from services.finance.domain.commands import (
+    ConfirmLessons,
+    OpenSupervisionAccount,
+    RecordPrepaidOrder,
+    RefundOrder,
+    RequestRefund,
+)
 from services.inspections.domain.commands import (
     FileComplaint,
     FindingInput,
@@ -118,8 +133,23 @@ def _moment(rng: random.Random, start: date, end: date) -> datetime:
     return datetime(day.year, day.month, day.day, rng.randrange(8, 18), tzinfo=SHANGHAI)
 
 
-async def load_demo(commands: CommandService, regions: RegionTree, seed: int = 2021) -> int:
-    """Register (and mostly approve) the demo institutions; returns how many."""
+async def load_demo(
+    commands: CommandService,
+    regions: RegionTree,
+    seed: int = 2021,
+    settle: Callable[[], Awaitable[None]] | None = None,
+) -> int:
+    """Register (and mostly approve) the demo institutions; returns how many.
+
+    ``settle`` waits until every read model (and process manager) has caught up: the
+    inspections and finance services check institutions against their views of the
+    register, so each phase waits for the one before, as a district would.
+    """
+
+    async def settled() -> None:
+        if settle is not None:
+            await settle()
+
     rng = random.Random(seed)
     ctx = CommandContext(actor="demo-loader")
     count = 0
@@ -159,9 +189,11 @@ async def load_demo(commands: CommandService, regions: RegionTree, seed: int = 2
             count += 1
         await _after_the_policy(commands, plan, rng, ctx)
     await _warnings(commands, ctx)
+    await settled()
     await _jiangbei_inspections(commands, rng, ctx)
     await _luyang_campaign(commands, rng, ctx)
     await _complaints(commands, rng, ctx)
+    await _tianjin_money(commands, rng, ctx, settled)
     return count
 
 
@@ -463,3 +495,100 @@ async def _complaints(commands: CommandService, rng: random.Random, ctx: Command
                     ),
                     ctx,
                 )
+
+
+TIANJIN = ("120101", "120103", "120104", "120116")
+TIANJIN_ORDERS = 660
+TIANJIN_TOTAL = Decimal("1420000.00")
+BANKS = ["中国工商银行天津分行", "中国建设银行天津分行", "天津银行", "渤海银行"]
+
+
+async def _tianjin_money(
+    commands: CommandService,
+    rng: random.Random,
+    ctx: CommandContext,
+    settled: Callable[[], Awaitable[None]],
+) -> None:
+    """天津 at a hundredth: 120 accounts, 660 orders worth exactly 1,420,000.00 yuan."""
+    holders = [f"demo-{d}-{n:03d}" for d in TIANJIN for n in range(1, 31)]
+    deposit = {holders[7]: Decimal("300")}  # a thin risk deposit
+    for n, holder in enumerate(holders):
+        await commands.handle(
+            OpenSupervisionAccount(
+                id=holder,
+                mode="RISK_DEPOSIT" if holder in deposit else "BANK_CUSTODY",
+                bank=BANKS[n % len(BANKS)],
+                account_no=f"6222{rng.randrange(10**11, 10**12)}",
+                deposit=deposit.get(holder),
+                occurred_at=datetime(2022, 12, 1, 9, tzinfo=SHANGHAI),
+            ),
+            ctx,
+        )
+    await settled()  # orders check the accounts' institutions through finance's view
+    # Prices in pairs around 107.50 yuan a lesson (20 lessons: 2,150.00 an order), twenty
+    # of them 2.50 dearer: 660 × 2,150.00 + 20 × 50.00 = 1,420,000.00 exactly.
+    prices: list[Decimal] = []
+    for _ in range(TIANJIN_ORDERS // 2):
+        spread = Decimal(rng.randrange(0, 4000, 50)) / 100
+        prices += [Decimal("107.50") + spread, Decimal("107.50") - spread]
+    prices = [p + (Decimal("2.50") if n % 33 == 0 else 0) for n, p in enumerate(prices)]
+    assert sum(p * 20 for p in prices) == TIANJIN_TOTAL
+    for n, price in enumerate(prices):
+        holder = holders[n % len(holders)]
+        paid = _moment(rng, date(2023, 1, 3), date(2023, 6, 28))
+        order_id = f"demo-order-{n + 1:04d}"
+        await commands.handle(
+            RecordPrepaidOrder(
+                id=order_id,
+                institution_id=holder,
+                payer_ref=f"demo-payer-{rng.randrange(10**8)}",
+                lessons=20,
+                price_per_lesson=price,
+                course_start=paid.date(),
+                course_end=paid.date() + timedelta(days=80),
+                paid_at=paid,
+            ),
+            ctx,
+        )
+        if n % 10 < 6:  # lessons given and confirmed one week at a time
+            for week in range(1, rng.randrange(2, 6)):
+                await commands.handle(
+                    ConfirmLessons(
+                        id=order_id, lessons=2, occurred_at=paid + timedelta(days=7 * week)
+                    ),
+                    ctx,
+                )
+        elif n % 25 == 7:
+            await commands.handle(
+                RefundOrder(
+                    id=order_id, reason="家长申请退费", occurred_at=paid + timedelta(days=10)
+                ),
+                ctx,
+            )
+    now = utc_now()
+    suspended = holders[3]  # money still held when it was ordered to stop
+    await commands.handle(
+        SuspendInstitution(id=suspended, reason="停业整顿：未按规定退费", occurred_at=now), ctx
+    )
+    piling = holders[45]
+    for n in range(6):
+        await commands.handle(
+            RequestRefund(
+                id=f"demo-order-{46 + n * len(holders):04d}",
+                reason="机构经营异常，申请退费",
+                occurred_at=now - timedelta(days=2),
+            ),
+            ctx,
+        )
+    for n in range(3):
+        await commands.handle(
+            FileComplaint(
+                id=f"demo-complaint-tj-{n + 1}",
+                region=piling.split("-")[1],
+                channel=["HOTLINE_12345", "PLATFORM", "ONLINE"][n],
+                institution_id=piling,
+                text="培训机构疑似跑路，课程无法正常上课",
+                occurred_at=now - timedelta(days=1),
+            ),
+            ctx,
+        )

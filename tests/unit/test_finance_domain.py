@@ -865,7 +865,7 @@ def changed(level: RiskLevel, previous: RiskLevel, *reasons: str) -> RiskLevelCh
     )
 
 
-def test_a_risk_level_is_recorded_only_when_it_changes() -> None:
+def test_a_risk_level_is_recorded_when_it_or_its_rules_change() -> None:
     risk = Risk("risk:inst-1")
     risk.assess("inst-1", "120101", RiskLevel.GREEN, [], PAID)
     risk.assess("inst-1", "120101", RiskLevel.GREEN, [], PAID)
@@ -878,8 +878,10 @@ def test_a_risk_level_is_recorded_only_when_it_changes() -> None:
         changed(RiskLevel.RED, RiskLevel.YELLOW, "A", "B"),
     ]
     again = Risk("risk:inst-1").replay([(c.event, c.occurred_at) for c in changes])
+    again.assess("inst-1", "120101", RiskLevel.RED, ["A: 1", "B: 2"], PAID)
+    assert again.collect() == []  # the same rules, other counts: no new fact
     again.assess("inst-1", "120101", RiskLevel.RED, ["A"], PAID)
-    assert again.collect() == []
+    assert [c.event for c in again.collect()] == [changed(RiskLevel.RED, RiskLevel.RED, "A")]
     again.assess("inst-1", "120101", RiskLevel.GREEN, [], PAID)
     assert [c.event for c in again.collect()] == [changed(RiskLevel.GREEN, RiskLevel.RED)]
 

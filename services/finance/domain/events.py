@@ -115,7 +115,8 @@ class LessonsRefunded(DomainEvent):
 
 
 class RiskLevelChanged(DomainEvent):
-    """The institution's risk level changed (every institution starts GREEN)."""
+    """The institution's risk level changed, or the rules that give it did (every
+    institution starts GREEN, with no rule fired)."""
 
     TYPE = "finance.RiskLevelChanged"
 

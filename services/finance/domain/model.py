@@ -501,12 +501,16 @@ class Risk(Once):
     def __init__(self, id: str) -> None:
         super().__init__(id)
         self.level = RiskLevel.GREEN
+        self.rules: frozenset[str] = frozenset()
 
     def assess(
         self, institution_id: str, region: str, level: RiskLevel, reasons: list[str], at: datetime
     ) -> None:
-        if level is self.level:
-            return  # only a change of level is a fact
+        """Record the level when it, or the set of rules that give it, changed (a count
+        going from 5 to 6 is no new fact; complaints joining refund requests is)."""
+        rules = frozenset(reason.split(":", 1)[0] for reason in reasons)
+        if level == self.level and rules == self.rules:
+            return
         self.region = region
         self._record(
             RiskLevelChanged(
@@ -526,6 +530,7 @@ class Risk(Once):
     @when.register
     def _(self, event: RiskLevelChanged, at: datetime) -> None:
         self.level = event.level
+        self.rules = frozenset(reason.split(":", 1)[0] for reason in event.reasons)
         self.region = event.region
 
 
