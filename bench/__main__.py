@@ -6,7 +6,16 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from bench import contention, event_store, gateway, inspections, kafka, projection, query_cost
+from bench import (
+    contention,
+    event_store,
+    finance,
+    gateway,
+    inspections,
+    kafka,
+    projection,
+    query_cost,
+)
 from bench._common import Stopwatch, console, print_machine
 
 BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
@@ -14,6 +23,7 @@ BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
     ("projection", projection.main),
     ("gateway", gateway.main),
     ("inspections", inspections.main),
+    ("finance", finance.main),
     ("query cost", query_cost.main),
     ("contention", contention.main),
     ("kafka", kafka.main),
