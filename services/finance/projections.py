@@ -241,6 +241,8 @@ class FinanceProjection(Projection):
                         "closed": False,
                     }
                     unit.put(FEES_ORDERS.name, visit["rectification"], order, event.version)
+                    # So the clock judges the institution again once the deadline passes.
+                    unit.increment(SIGNALS.name, visit["institution_id"], {"fees_orders": 1})
         elif data.get("passed"):  # RectificationVerified
             opened = await unit.get(FEES_ORDERS.name, data["rectification"])
             if opened is not None and opened["version"] < event.version:

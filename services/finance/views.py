@@ -127,10 +127,17 @@ async def due_orders(store: ReadStore, today: date, first: int = 500) -> list[st
     return list(dict.fromkeys(doc["order_id"] for doc in page.items))
 
 
-async def institutions_to_assess(store: ReadStore, first: int = 10_000) -> list[str]:
-    """Every institution finance knows something about beyond its registration."""
-    page = await store.find(Query(SIGNALS.name, first=first))
-    return [doc["id"] for doc in page.items]
+async def institutions_to_assess(store: ReadStore, batch: int = 1_000) -> list[str]:
+    """Every institution finance knows something about beyond its registration (an
+    account, an order, a refund request, a complaint, a FEES rectification), all pages."""
+    ids: list[str] = []
+    after = None
+    while True:
+        page = await store.find(Query(SIGNALS.name, first=batch, after=after))
+        ids += [doc["id"] for doc in page.items]
+        if not page.has_next:
+            return ids
+        after = page.end_cursor
 
 
 async def ids_at_risk(store: ReadStore, level: str, region_prefixes: Sequence[str]) -> list[str]:

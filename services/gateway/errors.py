@@ -22,7 +22,12 @@ _FIELD_PATTERNS = (
 )
 
 
+_VARIABLE_PATH = re.compile(r"Variable '\$(\w+)' has invalid value at \.([\w.\[\]]+)")
+
+
 def field_of(message: str) -> str | None:
+    if match := _VARIABLE_PATH.search(message):  # a scalar refused inside an input object
+        return f"{match.group(1)}.{match.group(2)}"
     for pattern in _FIELD_PATTERNS:
         if match := pattern.search(message):
             return match.group(1)
