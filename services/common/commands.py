@@ -43,7 +43,12 @@ def described(description: str, default: Any = dataclasses.MISSING) -> Any:
 class Command:
     """Base of every command: which aggregate, and when the fact happened."""
 
-    id: str | None = described("Client-chosen id; resending the same command is a no-op.", None)
+    id: str | None = described(
+        "The aggregate's id: client-chosen for a command that creates it, where resending "
+        "the same command is a no-op. Any other command is made safe to resend with an "
+        "Idempotency-Key header (without one, a second confirmation confirms again).",
+        None,
+    )
     occurred_at: datetime | None = described(
         "Business time; naive means Asia/Shanghai; default now.", None
     )
