@@ -80,7 +80,9 @@ def listen(host: str, port: int) -> socket.socket:
     """Bind the server's socket before anything starts, or refuse: a port in use is found
     before the platform starts and before anything says it is up."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on sockets that say
+    # TCP, and without it every response waits ~40 ms (Nagle against delayed ACKs).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

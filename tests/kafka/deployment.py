@@ -1,5 +1,5 @@
-"""The distributed set-up as separate OS processes: the registry and inspections services,
-the projector (with the process managers) and the gateway.
+"""The distributed set-up as separate OS processes: the registry, inspections and finance
+services, the projector (with the process managers) and the gateway.
 
 Each runs the real ``shuangjian`` console script with its configuration in ``SHUANGJIAN_*``
 variables, as a Kubernetes deployment would: Kafka transport, SQLite stores in a shared
@@ -42,7 +42,7 @@ from tests.processes import Process, clean_env, free_port
 MONGODB_URI = os.environ.get("SHUANGJIAN_TEST_MONGODB_URI")
 SECRET = "kafka-suite-secret-long-enough-for-hs256"
 PARTITIONS = 3
-SERVICES = tuple(module.name for module in MODULES)  # registry, inspections
+SERVICES = tuple(module.name for module in MODULES)  # registry, inspections, finance
 DEADLINE = 60.0  # generous: CI machines are slow; the tests never wait a fixed time
 
 
@@ -64,7 +64,7 @@ async def eventually(
 
 
 class Deployment:
-    """Four processes over one broker; the test talks to them as clients would."""
+    """Five processes over one broker; the test talks to them as clients would."""
 
     def __init__(self, workdir: Path, bootstrap: str, cluster: MockCluster | None) -> None:
         self.workdir = workdir
@@ -72,9 +72,11 @@ class Deployment:
         self.cluster = cluster
         self.prefix = f"t{uuid4().hex[:12]}"
         registry_port, inspections_port = free_port(), free_port()
+        finance_port = free_port()
         gateway_port, projector_port = free_port(), free_port()
         self.registry_url = f"http://127.0.0.1:{registry_port}"
         self.inspections_url = f"http://127.0.0.1:{inspections_port}"
+        self.finance_url = f"http://127.0.0.1:{finance_port}"
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self.projector_url = f"http://127.0.0.1:{projector_port}"
         values: dict[str, Any] = {
@@ -86,6 +88,7 @@ class Deployment:
             "jwt_secret": SECRET,
             "registry_url": self.registry_url,
             "inspections_url": self.inspections_url,
+            "finance_url": self.finance_url,
             "projector_web_port": projector_port,
             # A killed projector's partitions move to its successor after this long.
             "projector_session_timeout": 6,
@@ -110,6 +113,13 @@ class Deployment:
             ready_url=f"{self.inspections_url}/healthz",
             **common,
         )
+        # Its working-day clock (a timer) runs in this process, as in production.
+        self.finance = Process(
+            "finance",
+            ["serve", "finance", "--port", str(finance_port)],
+            ready_url=f"{self.finance_url}/healthz",
+            **common,
+        )
         self.projector = Process(
             "projector", ["project"], ready_url=f"{self.projector_url}/ready", **common
         )
@@ -119,7 +129,13 @@ class Deployment:
             ready_url=f"{self.gateway_url}/healthz",
             **common,
         )
-        self.processes = (self.registry, self.inspections, self.projector, self.gateway)
+        self.processes = (
+            self.registry,
+            self.inspections,
+            self.finance,
+            self.projector,
+            self.gateway,
+        )
         # Each service's events topic, as the services publish and the projector reads them.
         self.topics = {service: events_topic(self.prefix, service) for service in SERVICES}
         if cluster is not None:  # pre-created, as an operator would (the mock refuses admin)

@@ -36,7 +36,7 @@ from services.inspections.module import (
     VerifyRectification,
     VisitInput,
 )
-from services.processes import WarningCards
+from services.processes import RiskWatch, WarningCards
 from services.projector import build_process_managers, build_projector
 from services.registry import views
 from services.registry.module import ApproveInstitution, IssueWarningCard
@@ -209,9 +209,9 @@ async def test_workers_send_with_an_admin_token_minted_from_the_configured_secre
     settings = Settings(data_dir=tmp_path, jwt_secret=SecretStr(secret), _env_file=None)  # type: ignore[call-arg]
     managers, clients = build_process_managers(settings)
     try:
-        assert [type(m) for m in managers] == [WarningCards]
-        assert sorted(c.name for c in clients) == ["inspections", "registry"]
-        [manager] = managers
+        assert [type(m) for m in managers] == [WarningCards, RiskWatch]
+        assert sorted(c.name for c in clients) == ["finance", "inspections", "registry"]
+        manager = managers[0]
         event = envelope("k-insp", 1, type="inspections.InspectionRecorded")
         card = IssueWarningCard(id="i001", color="YELLOW", reason="r")
         ctx = manager.context(event, Reaction(card, key="yellow:i001"))

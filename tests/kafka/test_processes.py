@@ -1,11 +1,11 @@
 """The distributed path as separate OS processes over a real Kafka-protocol broker.
 
-``shuangjian serve registry``, ``shuangjian serve inspections``, ``shuangjian project``
-(faust, with the process managers) and ``shuangjian gateway`` run as their own processes,
-configured only through ``SHUANGJIAN_*`` variables, against librdkafka's mock cluster (or
-the Kafka in ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``; MongoDB stores instead of SQLite when
-``SHUANGJIAN_TEST_MONGODB_URI`` is set). Each fault the issue names is one test; each
-compares the read models with a full replay of the events.
+``shuangjian serve registry``, ``serve inspections`` and ``serve finance``, ``shuangjian
+project`` (faust, with the process managers) and ``shuangjian gateway`` run as their own
+processes, configured only through ``SHUANGJIAN_*`` variables, against librdkafka's mock
+cluster (or the Kafka in ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``; MongoDB stores instead of
+SQLite when ``SHUANGJIAN_TEST_MONGODB_URI`` is set). Each fault the issue names is one
+test; each compares the read models with a full replay of the events.
 """
 
 from __future__ import annotations
@@ -86,13 +86,42 @@ query($id: ID!) {
   }
 }"""
 MANAGER = "process:warning_cards"  # the warning-card process manager's actor
+OPEN_ACCOUNT = """
+mutation($input: OpenSupervisionAccountInput!) {
+  openSupervisionAccount(input: $input) { mode bank accountNo institution { id } }
+}"""
+RECORD_ORDER = """
+mutation($input: RecordPrepaidOrderInput!) {
+  recordPrepaidOrder(input: $input) { id lessons pricePerLesson amount escrowHeld }
+}"""
+CONFIRM = """
+mutation($id: ID!, $lessons: Int!) {
+  confirmLessons(orderId: $id, lessons: $lessons) { id lessonsConsumed released escrowHeld }
+}"""
+REFUND = """
+mutation($id: ID!, $lessons: Int!, $reason: String!) {
+  refundOrder(orderId: $id, lessons: $lessons, reason: $reason) {
+    id lessonsRefunded refunded escrowHeld
+  }
+}"""
+SUSPEND = """
+mutation($id: ID!, $reason: String!) {
+  suspendInstitution(id: $id, reason: $reason) { id status }
+}"""
+FINANCE_STATS = """
+query($code: String!) {
+  region(code: $code) { stats { finance {
+    supervisedAccounts orders orderAmount escrowBalance released refunded riskGreen
+  } } }
+}"""
+RISK = "query($id: ID!) { institution(id: $id) { riskLevel riskReasons } }"
 
 
 @pytest.fixture
 async def deployment(
     tmp_path: Path, kafka_cluster: MockCluster | None, kafka_bootstrap: str
 ) -> AsyncIterator[Deployment]:
-    """All three processes on the test's broker; stopped before the broker is."""
+    """Every process on the test's broker; stopped before the broker is."""
     deployment = Deployment(tmp_path, kafka_bootstrap, kafka_cluster)
     try:
         yield deployment
@@ -271,6 +300,152 @@ async def test_an_inspection_goes_through_both_services_the_projector_and_the_pr
     assert await read_store.dump(PROCESS_REFUSALS.name) == []  # the registry took the card
 
 
+async def test_an_order_goes_through_the_services_the_projector_and_the_gateway(
+    deployment: Deployment,
+) -> None:
+    """Gateway → registry service → Kafka → projector (finance's own view of the
+    institution) → gateway → finance service (account, order, lessons, refund) → Kafka →
+    projector → the money figures in GraphQL; then a suspension, on which the risk watch
+    in the projector asks ``serve finance`` (HTTP) to judge the risk again: RED."""
+    await deployment.start()
+    admin = deployment.token(Role.ADMIN)
+    school = registration(
+        id="heping-1",
+        name="和平区启明艺术培训学校",
+        creditCode=valid_credit_code("120101", "MA0000001"),
+        region="120101",
+        category="NON_SUBJECT",
+        nonSubjectKind="ARTS",
+        mode="OFFLINE",
+    )
+    registered = data(await deployment.graphql(REGISTER, {"input": school}, token=admin))
+    assert registered["registerInstitution"]["region"] == {"code": "120101"}
+    approve = {"id": "heping-1", "licenseNo": "津教民1"}
+    approved = data(await deployment.graphql(APPROVE, approve, token=admin))
+    assert approved["approveInstitution"]["status"] == "APPROVED"
+
+    async def finance_figures() -> dict[str, Any]:
+        body = await deployment.graphql(FINANCE_STATS, {"code": "120000"}, token=admin)
+        figures: dict[str, Any] = data(body)["region"]["stats"]["finance"]
+        return figures
+
+    # The finance service knows institutions only through its own view of them, kept by
+    # the projector from the registry's events (``finance_register``), not by asking the
+    # registry. The gateway answered the approval once the registry's read model showed
+    # it; the projector writes finance's view in the same batch, but just after: over
+    # Kafka there is a real window in which finance does not know the institution yet
+    # (an account is refused BAD_INPUT) or still sees it PENDING (an order is refused
+    # CONFLICT). Every institution finance knows counts as GREEN: wait for that, then
+    # retry the order while finance's view is not APPROVED yet.
+    async def known_to_finance() -> bool:
+        return bool((await finance_figures())["riskGreen"] == 1)
+
+    await eventually(known_to_finance, "finance's own view of the institution")
+    account = {
+        "institutionId": "heping-1",
+        "mode": "BANK_CUSTODY",
+        "bank": "工商银行",
+        "accountNo": "6222021234567890",
+    }
+    opened = data(await deployment.graphql(OPEN_ACCOUNT, {"input": account}, token=admin))
+    assert opened["openSupervisionAccount"] == {
+        "mode": "BANK_CUSTODY",
+        "bank": "工商银行",
+        "accountNo": "************7890",
+        "institution": {"id": "heping-1"},
+    }
+
+    now = datetime.now(SHANGHAI).replace(microsecond=0)
+    order = {
+        "id": "o-1",
+        "institutionId": "heping-1",
+        "payerRef": "parent-1",
+        "lessons": 20,
+        "pricePerLesson": "123.45",
+        "courseStart": now.date().isoformat(),
+        "courseEnd": (now.date() + timedelta(days=60)).isoformat(),
+        "paidAt": now.isoformat(),
+    }
+    recorded: dict[str, Any] = {}
+
+    async def order_accepted() -> bool:
+        body = await deployment.graphql(RECORD_ORDER, {"input": order}, token=admin)
+        if "errors" in body and code_of(body) == "CONFLICT":
+            message = body["errors"][0]["message"]
+            assert "only an APPROVED institution" in message, body  # nothing else may refuse
+            return False
+        recorded.update(data(body)["recordPrepaidOrder"])
+        return True
+
+    await eventually(order_accepted, "finance's view of the institution to be APPROVED")
+    assert recorded == {
+        "id": "o-1",
+        "lessons": 20,
+        "pricePerLesson": "123.45",
+        "amount": "2469.00",
+        "escrowHeld": "2469.00",
+    }
+    confirmed = data(await deployment.graphql(CONFIRM, {"id": "o-1", "lessons": 3}, token=admin))
+    assert confirmed["confirmLessons"] == {
+        "id": "o-1",
+        "lessonsConsumed": 3,
+        "released": "370.35",
+        "escrowHeld": "2098.65",
+    }
+    refund = {"id": "o-1", "lessons": 2, "reason": "退费"}
+    refunded = data(await deployment.graphql(REFUND, refund, token=admin))
+    assert refunded["refundOrder"] == {
+        "id": "o-1",
+        "lessonsRefunded": 2,
+        "refunded": "246.90",
+        "escrowHeld": "1851.75",
+    }
+
+    expected = {
+        "supervisedAccounts": 1,
+        "orders": 1,
+        "orderAmount": "2469.00",
+        "escrowBalance": "1851.75",
+        "released": "370.35",
+        "refunded": "246.90",
+        "riskGreen": 1,
+    }
+
+    async def money_is_in() -> bool:
+        return await finance_figures() == expected
+
+    await eventually(money_is_in, "the money figures of 天津 (120000)")
+
+    async def risk() -> dict[str, Any]:
+        body = await deployment.graphql(RISK, {"id": "heping-1"}, token=admin)
+        institution: dict[str, Any] = data(body)["institution"]
+        return institution
+
+    assert await risk() == {"riskLevel": "GREEN", "riskReasons": []}
+    suspend = {"id": "heping-1", "reason": "停业整顿"}
+    suspended = data(await deployment.graphql(SUSPEND, suspend, token=admin))
+    assert suspended["suspendInstitution"] == {"id": "heping-1", "status": "SUSPENDED"}
+
+    async def red() -> bool:
+        return bool((await risk())["riskLevel"] == "RED")
+
+    # Nobody here asked for an assessment: the risk watch in the projector saw the
+    # suspension and sent finance an AssessRisk over HTTP.
+    await eventually(red, "the risk watch's RED level to be projected")
+    [reason] = (await risk())["riskReasons"]
+    assert reason.startswith("MONEY_HELD_WHILE_SUSPENDED"), reason
+    assert "1,851.75 yuan" in reason
+
+    await eventually(deployment.caught_up, "the projector to reach the end of every topic")
+    got = await deployment.snapshot()
+    assert len(got["orders"]) == 1 and len(got["finance_risk"]) == 1
+    assert got == await deployment.replay()  # all three event stores, the same projections
+    read_store = await deployment.read_store()
+    assert await read_store.dump(PROCESS_REFUSALS.name) == []  # finance took every AssessRisk
+    figures = await finance_figures()
+    assert (figures["riskGreen"], figures["escrowBalance"]) == (0, "1851.75")
+
+
 def served_lags(metrics: str) -> dict[tuple[str, str], float]:
     return {
         (sample.labels["topic"], sample.labels["partition"]): sample.value
@@ -309,7 +484,9 @@ async def test_kill_9_the_projector_mid_stream_and_restart_equals_a_full_replay(
 ) -> None:
     """5,000 events stream in; the projector dies without a chance to flush or commit."""
     total = 5_000
-    await deployment.start(deployment.projector)
+    # The risk watch in the projector sends finance an AssessRisk for every registration
+    # and approval (over HTTP): without ``serve finance`` the projector would wait for it.
+    await deployment.start(deployment.finance, deployment.projector)
     source = SQLiteEventStore(deployment.workdir / "source.events.db")
     await source.start()
     bus = KafkaBus(deployment.bootstrap, topic_prefix=deployment.prefix, partitions=3)
