@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from services.common.envelope import Envelope, Upcasters, describe
-from services.common.errors import MalformedEvent
+from services.common.errors import Conflict, MalformedEvent
 
 
 class DomainEvent(BaseModel):
@@ -72,6 +72,15 @@ class Aggregate:
     def when(self, event: DomainEvent, occurred_at: datetime) -> None:
         """Apply one event to the state. Subclasses dispatch with ``singledispatchmethod``."""
         raise MalformedEvent(f"{type(self).__name__} cannot apply {event.TYPE}")
+
+
+class ExclusiveIds(Aggregate):
+    """An aggregate of a service whose ids are unique across its kinds of record: loading
+    another kind's stream under this id is a ``CONFLICT`` on ``id`` (a complaint cannot
+    take an inspection's id), not a malformed event."""
+
+    def when(self, event: DomainEvent, occurred_at: datetime) -> None:
+        raise Conflict(f"id {self.id} is already used by another record ({event.TYPE})", field="id")
 
 
 class EventTypes:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 from urllib.parse import quote
 from uuid import uuid4
@@ -64,6 +65,22 @@ def entity_id(value: str | None, field: str = "id") -> str:
             field=field,
         )
     return value
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def choice(enum_type: type[E], value: str, field: str) -> E:
+    """One of an enum's values, or ``BAD_INPUT`` on ``field`` listing the allowed ones."""
+    try:
+        return enum_type(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_type)
+        raise BadInput(f"{value!r} is not one of {allowed}", field=field) from None
+
+
+def optional_choice(enum_type: type[E], value: str | None, field: str) -> E | None:
+    return None if value is None else choice(enum_type, value, field)
 
 
 def business_time(value: datetime | None, now: datetime, field: str = "occurred_at") -> datetime:

@@ -14,6 +14,7 @@ from typing import Any
 
 from services.common.errors import BadInput
 from services.common.ports import CollectionSpec, ReadStore
+from services.common.regions import RegionTree
 
 REGION_STATS = CollectionSpec("region_stats")
 REGION_MONTHS = CollectionSpec("region_months")
@@ -23,6 +24,28 @@ MAX_MONTHS = 240
 def month_key(region: str, month: str) -> str:
     """The ``region_months`` key of a region and a ``YYYY-MM`` month."""
     return f"{region}:{month}"
+
+
+def spread(
+    regions: RegionTree,
+    prefix: str,
+    region: str,
+    fields: Mapping[str, int],
+    months: Mapping[str, Mapping[str, int]],
+) -> dict[tuple[str, str, str], int]:
+    """What a district's document adds to every level above it: its ``fields`` (named
+    ``<prefix><field>`` in ``region_stats``) and its month buckets (``{"2023-05": {...}}``),
+    as ``(collection, key, counter)`` contributions (``ProjectionUnit.contribute``)."""
+    result: dict[tuple[str, str, str], int] = {}
+    for level in regions.lineage(region):
+        for name, value in fields.items():
+            if value:
+                result[(REGION_STATS.name, level.code, prefix + name)] = value
+        for month, counts in months.items():
+            for name, value in counts.items():
+                if value:
+                    result[(REGION_MONTHS.name, month_key(level.code, month), name)] = value
+    return result
 
 
 def stats_fields(doc: Mapping[str, Any] | None, prefix: str) -> dict[str, int]:

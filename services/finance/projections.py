@@ -28,7 +28,7 @@ from services.common.errors import MalformedEvent
 from services.common.ports import CollectionSpec
 from services.common.projection import CounterKey, Projection, ProjectionUnit
 from services.common.regions import RegionTree
-from services.common.rollups import REGION_MONTHS, REGION_STATS, month_key
+from services.common.rollups import REGION_MONTHS, REGION_STATS, spread
 from services.finance.domain.events import (
     FINANCE_EVENTS,
     RISK_STREAM,
@@ -73,21 +73,6 @@ def day_field(prefix: str, at: str) -> str:
     return prefix + at[:10].replace("-", "")
 
 
-def _spread(
-    regions: RegionTree, region: str, fields: dict[str, int], months: dict[str, dict[str, int]]
-) -> Counters:
-    result: Counters = {}
-    for level in regions.lineage(region):
-        for name, value in fields.items():
-            if value:
-                result[(REGION_STATS.name, level.code, PREFIX + name)] = value
-        for month, counts in months.items():
-            for name, value in counts.items():
-                if value:
-                    result[(REGION_MONTHS.name, month_key(level.code, month), name)] = value
-    return result
-
-
 def order_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if doc is None:
         return {}
@@ -106,20 +91,20 @@ def order_counters(doc: Doc | None, regions: RegionTree) -> Counters:
         months.setdefault(month, {})["released_fen"] = fen
     for month, fen in doc["refunded_by_month"].items():
         months.setdefault(month, {})["refunded_fen"] = fen
-    return _spread(regions, doc["region"], fields, months)
+    return spread(regions, PREFIX, doc["region"], fields, months)
 
 
 def account_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if doc is None:
         return {}
-    return _spread(regions, doc["region"], {"supervised_accounts": 1}, {})
+    return spread(regions, PREFIX, doc["region"], {"supervised_accounts": 1}, {})
 
 
 def register_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     """Every institution finance knows is GREEN until a rule says otherwise."""
     if doc is None:
         return {}
-    return _spread(regions, doc["region"], {"risk_green": 1}, {})
+    return spread(regions, PREFIX, doc["region"], {"risk_green": 1}, {})
 
 
 def risk_counters(doc: Doc | None, regions: RegionTree) -> Counters:
@@ -127,7 +112,7 @@ def risk_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if doc is None or doc["level"] == "GREEN":
         return {}
     fields = {"risk_green": -1, f"risk_{doc['level'].lower()}": 1}
-    return _spread(regions, doc["region"], fields, {})
+    return spread(regions, PREFIX, doc["region"], fields, {})
 
 
 class FinanceProjection(Projection):

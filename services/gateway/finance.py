@@ -16,8 +16,7 @@ from typing import Any, TypeAlias
 import strawberry
 from strawberry.types import Info
 
-from services.common.application import Outcome
-from services.common.errors import Forbidden, NotFound, Unavailable
+from services.common.errors import NotFound
 from services.finance import views
 from services.finance.module import (
     MODULE,
@@ -34,7 +33,6 @@ from services.finance.module import (
 )
 from services.gateway import registry
 from services.gateway.context import GatewayContext
-from services.gateway.errors import input_fields
 from services.gateway.kit import (
     Connection,
     Extensions,
@@ -44,6 +42,8 @@ from services.gateway.kit import (
     ctx,
     cursors,
     page_size,
+    read_in_scope,
+    send_command,
 )
 from services.gateway.scalars import Date, DateTime, Money
 
@@ -352,32 +352,9 @@ class RecordPrepaidOrderInput:
     paid_at: DateTime
 
 
-async def _send(
-    info: Info[GatewayContext, None], cmd: Any, input_name: str | None = None
-) -> Outcome[Any]:
-    caller = ctx(info).command()
-    with input_fields(input_name):
-        outcome = await ctx(info).backend.execute(cmd, caller)
-    if not await ctx(info).backend.reflects(outcome):
-        raise Unavailable(
-            "the command was accepted, but the read model has not caught up yet; "
-            "query it again shortly"
-        )
-    return outcome
-
-
-async def _read(info: Info[GatewayContext, None], collection: str, id: str) -> Doc:
-    doc = await ctx(info).backend.read_store.get(collection, id)
-    if doc is None:
-        raise NotFound(f"nothing has the id {id}", field="id")
-    if not ctx(info).principal.covers(doc["region"]):
-        raise Forbidden(f"{id} lies outside your region scope", field="id")
-    return doc
-
-
 async def _order_after(info: Info[GatewayContext, None], cmd: Any, order_id: str) -> Order:
-    await _send(info, cmd)
-    return Order.from_doc(await _read(info, views.ORDERS.name, order_id))
+    await send_command(info, cmd)
+    return Order.from_doc(await read_in_scope(info, views.ORDERS.name, order_id))
 
 
 @strawberry.type
@@ -394,9 +371,9 @@ class Mutation:
             deposit=input.deposit,
             occurred_at=input.occurred_at,
         )
-        outcome = await _send(info, cmd, "input")
+        outcome = await send_command(info, cmd, "input")
         return SupervisionAccount.from_doc(
-            await _read(info, views.ACCOUNTS.name, outcome.aggregate.id)
+            await read_in_scope(info, views.ACCOUNTS.name, outcome.aggregate.id)
         )
 
     @strawberry.mutation
@@ -413,8 +390,8 @@ class Mutation:
             course_end=input.course_end,
             paid_at=input.paid_at,
         )
-        outcome = await _send(info, cmd, "input")
-        return Order.from_doc(await _read(info, views.ORDERS.name, outcome.aggregate.id))
+        outcome = await send_command(info, cmd, "input")
+        return Order.from_doc(await read_in_scope(info, views.ORDERS.name, outcome.aggregate.id))
 
     @strawberry.mutation(
         description="一课一销: releases lessons × pricePerLesson from escrow to the institution."

@@ -17,11 +17,9 @@ from typing import Any, TypeAlias
 import strawberry
 from strawberry.types import Info
 
-from services.common.application import Outcome
-from services.common.errors import BadInput, Forbidden, NotFound, Unavailable
+from services.common.errors import BadInput
 from services.gateway import registry
 from services.gateway.context import GatewayContext
-from services.gateway.errors import input_fields
 from services.gateway.kit import (
     Connection,
     Extensions,
@@ -33,6 +31,8 @@ from services.gateway.kit import (
     cursors,
     list_size,
     page_size,
+    read_in_scope,
+    send_command,
 )
 from services.gateway.scalars import Date, DateTime, Money
 from services.inspections import views
@@ -784,29 +784,6 @@ class RecordPenaltyInput:
     occurred_at: DateTime | None = None
 
 
-async def _send(
-    info: Info[GatewayContext, None], cmd: Any, input_name: str | None = "input"
-) -> Outcome[Any]:
-    caller = ctx(info).command()
-    with input_fields(input_name):
-        outcome = await ctx(info).backend.execute(cmd, caller)
-    if not await ctx(info).backend.reflects(outcome):
-        raise Unavailable(
-            "the command was accepted, but the read model has not caught up yet; "
-            "query it again shortly"
-        )
-    return outcome
-
-
-async def _read(info: Info[GatewayContext, None], collection: str, id: str) -> Doc:
-    doc = await ctx(info).backend.read_store.get(collection, id)
-    if doc is None:
-        raise NotFound(f"nothing has the id {id}", field="id")
-    if not ctx(info).principal.covers(doc["region"]):
-        raise Forbidden(f"{id} lies outside your region scope", field="id")
-    return doc
-
-
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="检查批次: a batch, its visits and findings.")
@@ -833,8 +810,10 @@ class Mutation:
             ],
             rectify_within_days=input.rectify_within_days,
         )
-        outcome = await _send(info, cmd)
-        return Inspection.from_doc(await _read(info, views.INSPECTIONS.name, outcome.aggregate.id))
+        outcome = await send_command(info, cmd, "input")
+        return Inspection.from_doc(
+            await read_in_scope(info, views.INSPECTIONS.name, outcome.aggregate.id)
+        )
 
     @strawberry.mutation(description="The institution reports the order rectified.")
     async def submit_rectification(
@@ -844,8 +823,8 @@ class Mutation:
         note: str,
         occurred_at: DateTime | None = None,
     ) -> Rectification:
-        await _send(info, SubmitRectification(id=id, note=note, occurred_at=occurred_at), None)
-        doc = await _read(info, views.RECTIFICATIONS.name, id)
+        await send_command(info, SubmitRectification(id=id, note=note, occurred_at=occurred_at))
+        doc = await read_in_scope(info, views.RECTIFICATIONS.name, id)
         return Rectification.from_doc(doc, ctx(info).today())
 
     @strawberry.mutation(
@@ -860,8 +839,8 @@ class Mutation:
         occurred_at: DateTime | None = None,
     ) -> Rectification:
         cmd = VerifyRectification(id=id, passed=passed, note=note, occurred_at=occurred_at)
-        await _send(info, cmd, None)
-        doc = await _read(info, views.RECTIFICATIONS.name, id)
+        await send_command(info, cmd)
+        doc = await read_in_scope(info, views.RECTIFICATIONS.name, id)
         return Rectification.from_doc(doc, ctx(info).today())
 
     @strawberry.mutation(description="举报")
@@ -876,8 +855,10 @@ class Mutation:
             text=input.text,
             occurred_at=input.occurred_at,
         )
-        outcome = await _send(info, cmd)
-        return Complaint.from_doc(await _read(info, views.COMPLAINTS.name, outcome.aggregate.id))
+        outcome = await send_command(info, cmd, "input")
+        return Complaint.from_doc(
+            await read_in_scope(info, views.COMPLAINTS.name, outcome.aggregate.id)
+        )
 
     @strawberry.mutation
     async def resolve_complaint(
@@ -891,8 +872,8 @@ class Mutation:
         cmd = ResolveComplaint(
             id=id, substantiated=substantiated, note=note, occurred_at=occurred_at
         )
-        await _send(info, cmd, None)
-        return Complaint.from_doc(await _read(info, views.COMPLAINTS.name, id))
+        await send_command(info, cmd)
+        return Complaint.from_doc(await read_in_scope(info, views.COMPLAINTS.name, id))
 
     @strawberry.mutation(
         description="法治谈话. Answers the number of persons recorded by this talk."
@@ -907,8 +888,8 @@ class Mutation:
             persons=input.persons,
             occurred_at=input.occurred_at,
         )
-        outcome = await _send(info, cmd)
-        doc = await _read(info, views.LAW_TALKS.name, outcome.aggregate.id)
+        outcome = await send_command(info, cmd, "input")
+        doc = await read_in_scope(info, views.LAW_TALKS.name, outcome.aggregate.id)
         persons: int = doc["persons"]
         return persons
 
@@ -931,8 +912,10 @@ class Mutation:
             reason=input.reason,
             occurred_at=input.occurred_at,
         )
-        outcome = await _send(info, cmd)
-        return Penalty.from_doc(await _read(info, views.PENALTIES.name, outcome.aggregate.id))
+        outcome = await send_command(info, cmd, "input")
+        return Penalty.from_doc(
+            await read_in_scope(info, views.PENALTIES.name, outcome.aggregate.id)
+        )
 
 
 SLICE = Slice(

@@ -22,15 +22,18 @@ import strawberry
 from strawberry.types import Info
 from strawberry.types.field import StrawberryField
 
+from services.common.application import Outcome
 from services.common.audit import institution_events
+from services.common.commands import Command
 from services.common.config import BACKDATE_WINDOW_DAYS
-from services.common.errors import BadInput
+from services.common.errors import BadInput, Forbidden, NotFound, Unavailable
 from services.common.ports import Page, encode_cursor
 from services.common.regions import Region as RegionRecord
 from services.common.regions import RegionLevel as RegionLevelEnum
 from services.common.regions import RegionTree
 from services.common.rollups import REGION_STATS, month_range, region_months
 from services.gateway.context import GatewayContext
+from services.gateway.errors import input_fields
 from services.gateway.scalars import Date, DateTime
 
 strawberry.enum(RegionLevelEnum, name="RegionLevel")
@@ -103,6 +106,37 @@ class Slice:
     subscription: type | None = None
     types: Sequence[type] = ()  # types other slices may extend by their GraphQL name
     extensions: Extensions = field(default_factory=Extensions)
+
+
+# --- mutations: send, wait for the read model, read back in scope ----------------------
+
+
+async def send_command(
+    info: Info[GatewayContext, None], cmd: Command, input_name: str | None = None
+) -> Outcome[Any]:
+    """Send a command as the caller and wait until the read models show it
+    (read-your-writes); a domain error's field is named as the argument (``input.x``)."""
+    caller = ctx(info).command()  # its errors name headers, not the mutation's input
+    with input_fields(input_name):
+        outcome = await ctx(info).backend.execute(cmd, caller)
+    if not await ctx(info).backend.reflects(outcome):
+        raise Unavailable(
+            "the command was accepted, but the read model has not caught up yet; "
+            "query it again shortly"
+        )
+    return outcome
+
+
+async def read_in_scope(
+    info: Info[GatewayContext, None], collection: str, id: str
+) -> dict[str, Any]:
+    """A document the caller's region scope covers (by its ``region``), or an error."""
+    doc = await ctx(info).backend.read_store.get(collection, id)
+    if doc is None:
+        raise NotFound(f"nothing has the id {id}", field="id")
+    if not ctx(info).principal.covers(doc["region"]):
+        raise Forbidden(f"{id} lies outside your region scope", field="id")
+    return doc
 
 
 # --- pagination and the audit trail ---------------------------------------------------

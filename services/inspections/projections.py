@@ -28,7 +28,7 @@ from services.common.errors import MalformedEvent
 from services.common.ports import CollectionSpec
 from services.common.projection import CounterKey, Projection, ProjectionUnit
 from services.common.regions import RegionTree
-from services.common.rollups import REGION_MONTHS, REGION_STATS, month_key
+from services.common.rollups import REGION_MONTHS, REGION_STATS, spread
 from services.common.text import normalise_key
 from services.common.timeutil import parse_datetime
 from services.inspections.domain.events import (
@@ -108,22 +108,6 @@ def overdue_in(deadlines: Doc | None, today: date) -> int:
     )
 
 
-def _spread(
-    regions: RegionTree, region: str, fields: dict[str, int], months: dict[str, dict[str, int]]
-) -> Counters:
-    """Counters of a district added to every level above it, and to its month buckets."""
-    result: Counters = {}
-    for level in regions.lineage(region):
-        for name, value in fields.items():
-            if value:
-                result[(REGION_STATS.name, level.code, PREFIX + name)] = value
-        for month, counts in months.items():
-            for name, value in counts.items():
-                if value:
-                    result[(REGION_MONTHS.name, month_key(level.code, month), name)] = value
-    return result
-
-
 def inspection_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if doc is None:
         return {}
@@ -139,7 +123,7 @@ def inspection_counters(doc: Doc | None, regions: RegionTree) -> Counters:
         name = f"finding_{finding['type'].lower()}"
         fields[name] = fields.get(name, 0) + 1
     month = {month_of(doc["started_at"]): {"inspections": 1, "findings": len(findings)}}
-    return _spread(regions, doc["region"], fields, month)
+    return spread(regions, PREFIX, doc["region"], fields, month)
 
 
 def rectification_counters(doc: Doc | None, regions: RegionTree) -> Counters:
@@ -148,7 +132,7 @@ def rectification_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     closed = doc["status"] == RectificationStatus.CLOSED
     fields = {"rectifications_opened": 1, "rectifications_closed": int(closed)}
     months = {month_of(doc["closed_at"]): {"rectifications_closed": 1}} if closed else {}
-    result = _spread(regions, doc["region"], fields, months)
+    result = spread(regions, PREFIX, doc["region"], fields, months)
     if not closed:
         for level in regions.lineage(doc["region"]):
             result[(RECTIFICATION_DEADLINES.name, level.code, due_field(doc["deadline"]))] = 1
@@ -166,14 +150,14 @@ def complaint_counters(doc: Doc | None, regions: RegionTree) -> Counters:
         f"complaints_channel_{doc['channel'].lower()}": 1,
     }
     months = {month_of(doc["received_at"]): {"complaints": 1}}
-    return _spread(regions, doc["region"], fields, months)
+    return spread(regions, PREFIX, doc["region"], fields, months)
 
 
 def law_talk_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if doc is None:
         return {}
     fields = {"law_talks": doc["persons"], "law_talk_sessions": 1}
-    return _spread(regions, doc["region"], fields, {})
+    return spread(regions, PREFIX, doc["region"], fields, {})
 
 
 def penalty_counters(doc: Doc | None, regions: RegionTree) -> Counters:
@@ -184,7 +168,7 @@ def penalty_counters(doc: Doc | None, regions: RegionTree) -> Counters:
         "fines_fen": doc["fine_fen"],
         f"penalties_{doc['kind'].lower()}": 1,
     }
-    return _spread(regions, doc["region"], fields, {})
+    return spread(regions, PREFIX, doc["region"], fields, {})
 
 
 class InspectionsProjection(Projection):

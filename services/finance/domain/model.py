@@ -20,11 +20,10 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
 from functools import singledispatchmethod
-from typing import TypeVar
 
-from services.common.aggregate import Aggregate, DomainEvent
+from services.common.aggregate import DomainEvent, ExclusiveIds
+from services.common.commands import choice
 from services.common.errors import BadInput, Conflict, NotFound
 from services.common.text import clean_text
 from services.common.timeutil import local_date
@@ -67,13 +66,6 @@ class KnownInstitution:
     non_profit: bool
 
 
-class Once(Aggregate):
-    """Ids are unique within the service: another kind of record's id is taken."""
-
-    def when(self, event: DomainEvent, at: datetime) -> None:
-        raise Conflict(f"id {self.id} is already used by another record ({event.TYPE})", field="id")
-
-
 def payer_hash(key: bytes, payer_ref: str) -> str:
     """The keyed hash (HMAC-SHA256) a payer is stored as; the reference itself never is."""
     return hmac.new(key, payer_ref.encode(), hashlib.sha256).hexdigest()
@@ -84,7 +76,7 @@ def masked(account_no: str) -> str:
     return "*" * max(0, len(account_no) - 4) + account_no[-4:]
 
 
-class Account(Once):
+class Account(ExclusiveIds):
     def __init__(self, id: str) -> None:
         super().__init__(id)
         self.opened: SupervisionAccountOpened | None = None
@@ -163,7 +155,7 @@ class Request:
     answered: bool = False
 
 
-class Order(Once):
+class Order(ExclusiveIds):
     def __init__(self, id: str) -> None:
         super().__init__(id)
         self.fact: PrepaidOrderRecorded | None = None
@@ -494,7 +486,7 @@ def order_event(
     )
 
 
-class Risk(Once):
+class Risk(ExclusiveIds):
     """An institution's risk level: GREEN until a rule says otherwise; each change of
     level is a fact with its reasons."""
 
@@ -532,14 +524,3 @@ class Risk(Once):
         self.level = event.level
         self.rules = frozenset(reason.split(":", 1)[0] for reason in event.reasons)
         self.region = event.region
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-def choice(enum_type: type[E], value: str, field: str) -> E:
-    try:
-        return enum_type(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum_type)
-        raise BadInput(f"{value!r} is not one of {allowed}", field=field) from None

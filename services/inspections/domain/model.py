@@ -16,11 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from enum import StrEnum
 from functools import singledispatchmethod
-from typing import TypeVar
 
-from services.common.aggregate import Aggregate, DomainEvent
+from services.common.aggregate import DomainEvent, ExclusiveIds
+from services.common.commands import choice
 from services.common.errors import BadInput, Conflict, NotFound
 from services.common.regions import RegionTree
 from services.common.text import clean_text
@@ -74,7 +73,7 @@ Institutions = Mapping[str, KnownInstitution | None]
 """The institutions a command names, looked up by id (``None``: not registered)."""
 
 
-class Once(Aggregate):
+class Once(ExclusiveIds):
     """An aggregate made by one fact: recording the same fact again changes nothing."""
 
     def __init__(self, id: str) -> None:
@@ -88,10 +87,6 @@ class Once(Aggregate):
             raise Conflict(f"{self.id} is already recorded with different details", field="id")
         self.region = region
         self._record(fact, at)
-
-    def when(self, event: DomainEvent, at: datetime) -> None:
-        """Ids are unique within the service: another kind of record's id is taken."""
-        raise Conflict(f"id {self.id} is already used by another record ({event.TYPE})", field="id")
 
     def _require_fact(self, at: datetime, what: str) -> DomainEvent:
         if self.fact is None:
@@ -484,14 +479,3 @@ def money(value: Decimal | str, field: str) -> Decimal:
 
 def to_fen(amount: Decimal) -> int:
     return int(amount * 100)
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-def choice(enum_type: type[E], value: str, field: str) -> E:
-    try:
-        return enum_type(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum_type)
-        raise BadInput(f"{value!r} is not one of {allowed}", field=field) from None

@@ -4,11 +4,10 @@ checked here) and ``CreditCode`` (who holds a 统一社会信用代码)."""
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from functools import singledispatchmethod
-from typing import TypeVar
 
 from services.common.aggregate import Aggregate, DomainEvent
+from services.common.commands import choice, optional_choice
 from services.common.errors import BadInput, Conflict, NotFound
 from services.common.regions import RegionTree
 from services.common.text import clean_text
@@ -114,8 +113,8 @@ class Institution(Aggregate):
     ) -> None:
         """转型. Reclassifying into the current category changes nothing."""
         self._require_registered(at)
-        new_category = _choice(Category, category, "category")
-        new_kind = _optional_choice(NonSubjectKind, kind, "non_subject_kind")
+        new_category = choice(Category, category, "category")
+        new_kind = optional_choice(NonSubjectKind, kind, "non_subject_kind")
         _check_kind(new_category, new_kind)
         if (new_category, new_kind) == (self.category, self.kind):
             return
@@ -153,7 +152,7 @@ class Institution(Aggregate):
     def set_list_mark(self, mark: str, reason: str, at: datetime) -> None:
         """Black/white lists stay public after an institution closes, so terminal is fine."""
         self._require_registered(at, allow_terminal=True)
-        new_mark = _choice(ListMark, mark, "mark")
+        new_mark = choice(ListMark, mark, "mark")
         reason = _text(reason, "reason", REASON_MAX, multiline=True)
         if new_mark is self.list_mark:
             return
@@ -170,7 +169,7 @@ class Institution(Aggregate):
     ) -> None:
         """红黄牌. RED cards may recommend suspension; the recommendation is its own event."""
         self._require_registered(at)
-        card = _choice(WarningColor, color, "color")
+        card = choice(WarningColor, color, "color")
         reason = _text(reason, "reason", REASON_MAX, multiline=True)
         self._record(WarningCardIssued(color=card, reason=reason), at)
         if card is not WarningColor.RED or self.status is not Status.APPROVED:
@@ -282,9 +281,9 @@ def registration_event(
     credit_code = validate_credit_code(cmd.credit_code, "credit_code")
     region = regions.require_district(cmd.region, "region").code
     address = _text(cmd.address, "address", ADDRESS_MAX, multiline=True) if cmd.address else None
-    category = _choice(Category, cmd.category, "category")
-    mode = _choice(TeachingMode, cmd.mode, "mode")
-    kind = _optional_choice(NonSubjectKind, cmd.non_subject_kind, "non_subject_kind")
+    category = choice(Category, cmd.category, "category")
+    mode = choice(TeachingMode, cmd.mode, "mode")
+    kind = optional_choice(NonSubjectKind, cmd.non_subject_kind, "non_subject_kind")
     _check_kind(category, kind)
     return InstitutionRegistered(
         name=name,
@@ -396,18 +395,3 @@ class CreditCode(Aggregate):
         self.claim = event.registration
         self.claimed_at = at
         self.region = event.registration.region
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-def _optional_choice(enum_type: type[E], value: str | None, field: str) -> E | None:
-    return None if value is None else _choice(enum_type, value, field)
-
-
-def _choice(enum_type: type[E], value: str, field: str) -> E:
-    try:
-        return enum_type(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in enum_type)
-        raise BadInput(f"{value!r} is not one of {allowed}", field=field) from None
