@@ -22,6 +22,7 @@ from services.common.application import (
     Outcome,
     RetryPolicy,
 )
+from services.common.auth import Role
 from services.common.commands import (
     Call,
     Command,
@@ -32,7 +33,7 @@ from services.common.commands import (
     entity_id,
     tables_by_command,
 )
-from services.common.errors import BadInput, NotFound
+from services.common.errors import BadInput, Forbidden, NotFound
 from services.common.ports import EventStore
 from services.common.timeutil import local_date, utc_now
 from services.common.workdays import WorkCalendar
@@ -161,6 +162,8 @@ RISK_TABLE = CommandTable(
     routes=(Route(AssessRisk, assess_risk, "assess", "Judge the risk level again"),),
 )
 COMMANDS = (ACCOUNTS_TABLE, ORDERS_TABLE, RISK_TABLE)
+CLOCK_COMMANDS = (SettleDue, AssessRisk)
+"""What the clock and the risk watch send: nobody else decides when time has run out."""
 
 
 class Finance:
@@ -207,4 +210,9 @@ class Finance:
         app = self._by_command.get(type(cmd))
         if app is None:
             raise TypeError(f"the finance service takes no {type(cmd).__name__}")
+        if isinstance(cmd, CLOCK_COMMANDS) and ctx.principal.role is not Role.ADMIN:
+            # The platform's own: its clock and its risk watch (admins, national).
+            raise Forbidden(
+                f"{type(cmd).__name__} is sent by the platform itself, not by {ctx.who}"
+            )
         return await app.handle(cmd, ctx)

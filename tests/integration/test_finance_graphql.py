@@ -864,3 +864,19 @@ async def test_another_region_s_operator_neither_sees_nor_moves_tianjin_money(
     tianjin = {"Authorization": bearer(Role.OPERATOR, region="120101", subject="heping")}
     own = await hefei(CONFIRM, {"id": "o1", "n": 1}, **tianjin)
     assert own["data"]["confirmLessons"]["released"] == "100.00", own
+
+
+@pytest.mark.parametrize("role", [Role.OPERATOR, Role.IMPORTER, Role.VIEWER])
+async def test_only_the_platform_settles_due_items_and_judges_risk(
+    client: httpx.AsyncClient, timed: Platform, role: Role
+) -> None:
+    before = await positions(timed)
+    headers = {"Authorization": bearer(role, region="120101", subject="district")}
+    for path, body in (
+        ("/api/finance/v1/orders/o-1/settle", {"today": "2025-01-20"}),
+        ("/api/finance/v1/risk/inst-1/assess", {}),
+    ):
+        answer = await client.post(path, json=body, headers=headers)
+        assert answer.status_code == 403, answer.text
+        assert answer.json()["error"]["code"] == "FORBIDDEN"
+    assert await positions(timed) == before
