@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 import structlog
 
@@ -134,14 +134,21 @@ def finance_clock(
     requests nobody answered in time, and judges every institution's risk again (the
     30-day windows and rectification deadlines move with the calendar alone)."""
     ctx = CommandContext(actor=AUTOMATIC)
+    judged: list[date] = []  # the day this process last judged every institution
 
     async def tick() -> int:
         today = local_date(clock())
         sent = 0
         for order in await views.due_orders(store, today):
             sent += await _send(service, SettleDue(id=order, today=today), ctx)
-        for institution in await views.institutions_to_assess(store):
-            sent += await _send(service, AssessRisk(id=institution), ctx)
+        if judged != [today]:  # once a day: the windows and deadlines move by days
+            before, judged[:] = list(judged), [today]  # claimed first: ticks may overlap
+            try:
+                for institution in await views.institutions_to_assess(store):
+                    sent += await _send(service, AssessRisk(id=institution), ctx)
+            except BaseException:
+                judged[:] = before  # not done: the next tick tries again
+                raise
         return sent
 
     return [Timer("finance-clock", settings.finance_clock_interval, tick)]

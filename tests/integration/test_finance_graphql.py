@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -880,3 +880,24 @@ async def test_only_the_platform_settles_due_items_and_judges_risk(
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"]["code"] == "FORBIDDEN"
     assert await positions(timed) == before
+
+
+async def test_the_clock_judges_every_institution_once_a_day(
+    timed: Platform, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.finance import views as finance_views
+
+    sweeps: list[date] = []
+    listed = finance_views.institutions_to_assess
+
+    async def counted(store: Any, batch: int = 1_000) -> list[str]:
+        sweeps.append(clock.now.date())
+        return await listed(store, batch)
+
+    monkeypatch.setattr(finance_views, "institutions_to_assess", counted)
+    for _ in range(3):
+        await timed.timers.tick()
+    clock.now += timedelta(days=1)
+    await timed.timers.tick()
+    await timed.timers.tick()
+    assert len(sweeps) == 2  # one sweep per day however often the clock ticks
