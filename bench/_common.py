@@ -11,7 +11,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,3 +175,22 @@ async def demo_platform(prefix: str) -> AsyncIterator[Demo]:
             yield Demo(platform, settings, loaded, loading.seconds)
         finally:
             await platform.stop()
+
+
+def executor(platform: Any) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    """Run a GraphQL document in process (``schema.execute``, no HTTP) as the platform
+    itself; errors raise."""
+    from services.common.auth import SYSTEM
+    from services.gateway.context import GatewayContext
+    from services.gateway.schema import build_schema
+
+    schema = build_schema()
+
+    async def execute(query: str) -> dict[str, Any]:
+        result = await schema.execute(query, context_value=GatewayContext(platform, SYSTEM))
+        if result.errors:
+            raise RuntimeError(f"GraphQL errors: {result.errors}")
+        assert result.data is not None
+        return result.data
+
+    return execute

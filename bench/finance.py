@@ -20,6 +20,7 @@ from bench._common import (
     Stopwatch,
     Throughput,
     console,
+    executor,
     latency_table,
     print_machine,
     quiet_logs,
@@ -28,12 +29,9 @@ from bench._common import (
 from bench.gateway import Case, measure
 from services.bootstrap import build_platform
 from services.common.application import CommandContext
-from services.common.auth import SYSTEM
 from services.common.config import Settings
 from services.common.timeutil import SHANGHAI
 from services.finance.module import ConfirmLessons, OpenSupervisionAccount, RecordPrepaidOrder
-from services.gateway.context import GatewayContext
-from services.gateway.schema import build_schema
 from services.registry.module import ApproveInstitution, RegisterInstitution
 from tests.factories import valid_credit_code
 
@@ -147,14 +145,7 @@ async def run(platform: Any) -> tuple[list[Throughput], str, Any]:
         f"{events / rebuilding.seconds:,.0f} events/s"
     )
 
-    schema = build_schema()
-
-    async def execute(query: str) -> dict[str, Any]:
-        result = await schema.execute(query, context_value=GatewayContext(platform, SYSTEM))
-        if result.errors:
-            raise RuntimeError(f"GraphQL errors: {result.errors}")
-        assert result.data is not None
-        return result.data
+    execute = executor(platform)
 
     figures = (await execute(FINANCE_STATS))["region"]["stats"]["finance"]
     assert figures["orders"] == ORDERS, figures

@@ -21,15 +21,14 @@ from bench._common import (
     Latency,
     console,
     demo_platform,
+    executor,
     latency_table,
     print_machine,
     quiet_logs,
 )
 from services.bootstrap import Platform, embedded_app
-from services.common.auth import SYSTEM, Role, TokenVerifier, issue_token
+from services.common.auth import Role, TokenVerifier, issue_token
 from services.common.ports import Prefix, Query
-from services.gateway.context import GatewayContext
-from services.gateway.schema import build_schema
 from services.registry.projections import INSTITUTIONS, REGION_STATS
 
 REQUESTS = 300
@@ -90,7 +89,6 @@ def checked(body: dict[str, Any]) -> dict[str, Any]:
 
 async def run(platform: Platform) -> tuple[list[Latency], list[Latency]]:
     store = platform.read_store
-    schema = build_schema()
     secret = "bench-secret-bench-secret-bench-secret"
     app = embedded_app(platform, TokenVerifier(platform.regions, secret=secret))
     token = issue_token(secret, "bench", role=Role.VIEWER)
@@ -104,12 +102,7 @@ async def run(platform: Platform) -> tuple[list[Latency], list[Latency]]:
             response.raise_for_status()
             return checked(response.json())
 
-        async def execute(query: str) -> dict[str, Any]:
-            result = await schema.execute(query, context_value=GatewayContext(platform, SYSTEM))
-            if result.errors:
-                raise RuntimeError(f"GraphQL errors: {result.errors}")
-            assert result.data is not None
-            return result.data
+        execute = executor(platform)
 
         # The three paths must agree before any of them is timed.
         stats = await store.get(REGION_STATS.name, "640400")

@@ -25,6 +25,7 @@ from bench._common import (
     Stopwatch,
     Throughput,
     console,
+    executor,
     latency_table,
     print_machine,
     quiet_logs,
@@ -33,11 +34,8 @@ from bench._common import (
 from bench.gateway import Case, measure
 from services.bootstrap import build_platform
 from services.common.application import CommandContext
-from services.common.auth import SYSTEM
 from services.common.config import Settings
 from services.common.timeutil import SHANGHAI
-from services.gateway.context import GatewayContext
-from services.gateway.schema import build_schema
 from services.inspections.module import FindingInput, RecordInspection, VisitInput
 from services.registry.module import RegisterInstitution
 from tests.factories import valid_credit_code
@@ -96,7 +94,7 @@ async def run(platform: Any) -> tuple[list[Throughput], list[tuple[str, Any]]]:
                 ctx,
             )
     await platform.settle()
-    places = [(f"i{n:05d}", None) for n in range(INSTITUTIONS)]
+    places: list[tuple[str | None, str | None]] = [(f"i{n:05d}", None) for n in range(INSTITUTIONS)]
     places += [(None, f"某小区{n}栋") for n in range(PLACES - INSTITUTIONS)]
     with Stopwatch() as recording:
         for batch in range(BATCHES):
@@ -142,14 +140,7 @@ async def run(platform: Any) -> tuple[list[Throughput], list[tuple[str, Any]]]:
         highlight=False,
     )
 
-    schema = build_schema()
-
-    async def execute(query: str) -> dict[str, Any]:
-        result = await schema.execute(query, context_value=GatewayContext(platform, SYSTEM))
-        if result.errors:
-            raise RuntimeError(f"GraphQL errors: {result.errors}")
-        assert result.data is not None
-        return result.data
+    execute = executor(platform)
 
     figures = (await execute(INSPECTION_STATS))["region"]["stats"]["inspections"]
     assert figures["institutionsInspected"] == PLACES, figures

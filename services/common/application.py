@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from services.common.aggregate import Aggregate, Change, EventTypes
@@ -352,3 +352,26 @@ class IdempotentIds:
     def event(self, index: int) -> UUID:
         name = json.dumps([self.stream, self.subject, self.operation, self.key, index])
         return uuid5(IDEMPOTENCY_NAMESPACE, name)
+
+
+class Applications:
+    """A service with several aggregate types: one ``Application`` each over its one
+    event store, and each command goes to the one whose tables list its type."""
+
+    def __init__(self, service: str, *applications: Application[Any]) -> None:
+        self.service = service
+        self._by_command: dict[type[Command], Application[Any]] = {}
+        for app in applications:
+            for kind in app.tables:
+                if kind in self._by_command:
+                    raise ValueError(f"{kind.__name__} is listed by two applications")
+                self._by_command[kind] = app
+
+    def route(self, cmd: Command) -> Application[Any]:
+        app = self._by_command.get(type(cmd))
+        if app is None:
+            raise TypeError(f"the {self.service} service takes no {type(cmd).__name__}")
+        return app
+
+    async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[Any]:
+        return await self.route(cmd).handle(cmd, ctx)

@@ -10,17 +10,14 @@ account's own stream.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 from services.common.aggregate import Aggregate
 from services.common.application import (
-    BACKDATE_WINDOW,
-    DEFAULT_RETRY,
     Application,
+    Applications,
     CommandContext,
     Outcome,
-    RetryPolicy,
 )
 from services.common.auth import Role
 from services.common.commands import (
@@ -31,11 +28,10 @@ from services.common.commands import (
     Route,
     business_time,
     entity_id,
-    tables_by_command,
 )
 from services.common.errors import BadInput, Forbidden, NotFound
 from services.common.ports import EventStore
-from services.common.timeutil import local_date, utc_now
+from services.common.timeutil import local_date
 from services.common.workdays import WorkCalendar
 from services.finance.api import AccountState, OrderState, RiskState
 from services.finance.domain.commands import (
@@ -49,7 +45,7 @@ from services.finance.domain.commands import (
     RequestRefund,
     SettleDue,
 )
-from services.finance.domain.events import FINANCE_EVENTS, account_stream, risk_stream
+from services.finance.domain.events import FINANCE_EVENTS, SERVICE, account_stream, risk_stream
 from services.finance.domain.model import Account, KnownInstitution, Order, Risk
 from services.finance.domain.risk import Signals, assess
 from services.finance.domain.rules import FinancePolicy, RiskPolicy
@@ -166,8 +162,8 @@ CLOCK_COMMANDS = (SettleDue, AssessRisk)
 """What the clock and the risk watch send: nobody else decides when time has run out."""
 
 
-class Finance:
-    """The service: each command goes to the application of its aggregate type."""
+class Finance(Applications):
+    """The service: accounts, orders and risk assessments, and what their handlers share."""
 
     def __init__(
         self,
@@ -178,41 +174,24 @@ class Finance:
         payer_key: bytes,
         institution: InstitutionView,
         signals: SignalsView,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        on_commit: Callable[[], None] | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        backdate_window: timedelta = BACKDATE_WINDOW,
+        **options: Any,
     ) -> None:
+        """``options``: what every ``Application`` takes (``Wiring.options``)."""
         self.policy = policy
         self.risk = risk
         self.calendar = calendar
         self.payer_key = payer_key
         self.institution = institution
         self.signals = signals
-        self.clock = clock
-        options: dict[str, Any] = {
-            "clock": clock,
-            "on_commit": on_commit,
-            "retry": retry,
-            "backdate_window": backdate_window,
-        }
         self.accounts = Service(store, Account, ACCOUNTS_TABLE, self, **options)
         self.orders = Service(store, Order, ORDERS_TABLE, self, **options)
         self.risks = Service(store, Risk, RISK_TABLE, self, **options)
-        self._by_command: dict[type[Command], Service] = {}
-        for app in (self.accounts, self.orders, self.risks):
-            for kind in app.tables:
-                self._by_command[kind] = app
-        assert set(self._by_command) == set(tables_by_command(COMMANDS))
+        super().__init__(SERVICE, self.accounts, self.orders, self.risks)
 
     async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[Any]:
-        app = self._by_command.get(type(cmd))
-        if app is None:
-            raise TypeError(f"the finance service takes no {type(cmd).__name__}")
         if isinstance(cmd, CLOCK_COMMANDS) and ctx.principal.role is not Role.ADMIN:
             # The platform's own: its clock and its risk watch (admins, national).
             raise Forbidden(
                 f"{type(cmd).__name__} is sent by the platform itself, not by {ctx.who}"
             )
-        return await app.handle(cmd, ctx)
+        return await super().handle(cmd, ctx)

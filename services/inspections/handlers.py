@@ -14,32 +14,24 @@ the aggregate decides on what was found, so the decision stays pure.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 from services.common.aggregate import Aggregate
 from services.common.application import (
-    BACKDATE_WINDOW,
-    DEFAULT_RETRY,
     Application,
-    CommandContext,
-    Outcome,
-    RetryPolicy,
+    Applications,
 )
 from services.common.commands import (
     Call,
-    Command,
     CommandTable,
     Decision,
     Route,
     business_time,
     entity_id,
-    tables_by_command,
 )
 from services.common.errors import BadInput
 from services.common.ports import EventStore
 from services.common.regions import RegionTree
-from services.common.timeutil import utc_now
 from services.inspections.api import (
     ComplaintState,
     InspectionState,
@@ -55,7 +47,11 @@ from services.inspections.domain.commands import (
     SubmitRectification,
     VerifyRectification,
 )
-from services.inspections.domain.events import INSPECTION_EVENTS, RECTIFICATION_SEPARATOR
+from services.inspections.domain.events import (
+    INSPECTION_EVENTS,
+    RECTIFICATION_SEPARATOR,
+    SERVICE,
+)
 from services.inspections.domain.model import (
     Complaint,
     Inspection,
@@ -193,8 +189,8 @@ COMMANDS = (
 )
 
 
-class Inspections:
-    """The service: each command goes to the application of its aggregate type."""
+class Inspections(Applications):
+    """The service: batches (with their orders), complaints, law talks, penalties."""
 
     def __init__(
         self,
@@ -202,18 +198,9 @@ class Inspections:
         regions: RegionTree,
         policy: InspectionPolicy,
         institution_regions: InstitutionRegions,
-        *,
-        clock: Callable[[], datetime] = utc_now,
-        on_commit: Callable[[], None] | None = None,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        backdate_window: timedelta = BACKDATE_WINDOW,
+        **options: Any,
     ) -> None:
-        options: dict[str, Any] = {
-            "clock": clock,
-            "on_commit": on_commit,
-            "retry": retry,
-            "backdate_window": backdate_window,
-        }
+        """``options``: what every ``Application`` takes (``Wiring.options``)."""
         shared = (regions, policy, institution_regions)
         self.batches = Service(
             store, Inspection, (INSPECTIONS_TABLE, RECTIFICATIONS_TABLE), *shared, **options
@@ -221,15 +208,4 @@ class Inspections:
         self.complaints = Service(store, Complaint, COMPLAINTS_TABLE, *shared, **options)
         self.law_talks = Service(store, LawTalk, LAW_TALKS_TABLE, *shared, **options)
         self.penalties = Service(store, Penalty, PENALTIES_TABLE, *shared, **options)
-        self.store = store
-        self._by_command: dict[type[Command], Service] = {}
-        for app in (self.batches, self.complaints, self.law_talks, self.penalties):
-            for kind in app.tables:
-                self._by_command[kind] = app
-        assert set(self._by_command) == set(tables_by_command(COMMANDS))
-
-    async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[Any]:
-        app = self._by_command.get(type(cmd))
-        if app is None:
-            raise TypeError(f"the inspections service takes no {type(cmd).__name__}")
-        return await app.handle(cmd, ctx)
+        super().__init__(SERVICE, self.batches, self.complaints, self.law_talks, self.penalties)
