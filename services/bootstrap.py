@@ -103,6 +103,7 @@ def build_bus(settings: Settings, modules: Modules = MODULES) -> Bus:
     """Kafka when configured; the in-process bus otherwise (embedded, one process)."""
     if settings.bus == "kafka":
         from services.common.kafka import KafkaBus
+        from services.common.kafka_security import KafkaSecurity
 
         assert settings.kafka_bootstrap is not None
         topics = topology(settings, modules)
@@ -114,6 +115,8 @@ def build_bus(settings: Settings, modules: Modules = MODULES) -> Bus:
             services=topics.services,
             publish_timeout=settings.kafka_publish_timeout,
             request_timeout_ms=int(settings.kafka_publish_timeout * 500),
+            security=KafkaSecurity.from_settings(settings),
+            create_topics=settings.kafka_create_topics,
         )
     return InProcessBus()
 
@@ -430,7 +433,10 @@ def service_app(
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        """Alive (commands are taken and kept); ``outbox`` says whether events flow on."""
+        if relay.last_error is None:
+            return {"status": "ok", "outbox": "flowing"}
+        return {"status": "ok", "outbox": "waiting", "reason": relay.last_error}
 
     app.mount("/", api)
     return BodyLimit(app, settings.max_body_bytes)
@@ -464,9 +470,14 @@ def gateway_app(
     tail = None
     if settings.kafka_bootstrap:
         from services.common.kafka import KafkaTail
+        from services.common.kafka_security import KafkaSecurity
 
         # Subscriptions read every service's topic; the consumer starts with the first one.
-        tail = KafkaTail(settings.kafka_bootstrap, topology(settings, modules).event_topics)
+        tail = KafkaTail(
+            settings.kafka_bootstrap,
+            topology(settings, modules).event_topics,
+            security=KafkaSecurity.from_settings(settings),
+        )
     backend = DistributedBackend(
         regions,
         read_store,

@@ -48,6 +48,7 @@ from services.common.auth import Principal, Role, issue_token
 from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent
+from services.common.kafka_security import KafkaSecurity
 from services.common.module import CommandService
 from services.common.ports import Batch, ReadStore
 from services.common.process import ProcessManager
@@ -318,9 +319,10 @@ def build_projector(
     app = ProjectorApp(
         group_id or topics.group,
         broker=faust_brokers(settings.kafka_bootstrap),
-        # Topics are created by the platform (or auto-created by the broker); the workers
-        # never declare them, and need no leader election (no tables, no timers).
-        topic_allow_declare=False,
+        # faust declares the topics it reads and writes, as the services' buses do, with
+        # the same partitions and replication (unless the operator owns the topics). The
+        # workers need no leader election (no tables, no timers).
+        topic_allow_declare=settings.kafka_create_topics,
         topic_disable_leader=True,
         store="memory://",
         datadir=str(settings.data_dir / "faust"),  # not the working directory
@@ -332,6 +334,7 @@ def build_projector(
         # heartbeat must beat several times within it.
         broker_session_timeout=settings.projector_session_timeout,
         broker_heartbeat_interval=settings.projector_session_timeout / 10,
+        broker_credentials=KafkaSecurity.from_settings(settings).faust(),
     )
     dead_letters = app.topic(
         topics.dead_letters,
@@ -339,6 +342,9 @@ def build_projector(
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
+        internal=True,
+        partitions=settings.kafka_partitions,
+        replicas=settings.kafka_replication,
     )
 
     async def send_dead_letter(letter: DeadLetter) -> None:
@@ -396,14 +402,22 @@ def build_projector(
             value_type=bytes,
             key_serializer="raw",
             value_serializer="raw",
+            # Owned by the platform: faust creates it (when allowed to declare) before it
+            # subscribes, as the services' buses do before they publish.
+            internal=True,
+            partitions=settings.kafka_partitions,
+            replicas=settings.kafka_replication,
         )
         app.agent(topic, name=f"shuangjian.projector.{service}")(agent_for(service))
 
     # mode's SignalHandlerT rejects every handler, even one of its exact shape (mypy 2.4).
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        await dead_letters.maybe_declare()  # written to, never read here: declared by hand
         projector.forget()
         projector.assigned = True
+        # Lag is reported for the partitions this replica serves now, from their next batch.
+        LAG.clear()
 
     if own_store:
 

@@ -87,11 +87,41 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = Field("shuangjian", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     kafka_partitions: int = Field(6, ge=1, le=1000)
     kafka_replication: int = Field(3, ge=1, le=10)
+    kafka_create_topics: bool = Field(
+        True,
+        description="Whether the platform creates its topics (partitions and replication as "
+        "configured); off where the operator owns them (Strimzi KafkaTopic resources).",
+    )
     kafka_publish_timeout: float = Field(
         10.0,
         gt=0,
         le=300,
         description="Seconds one outbox batch may take to be acknowledged before it is retried.",
+    )
+    # Kafka security, for every Kafka client of the platform (relay, projector, live tail,
+    # admin). PLAINTEXT by default; a province's cluster will want SASL_SSL.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How Kafka clients connect: TLS (SSL), SASL, both or neither."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="The SASL mechanism, with a SASL_* protocol."
+    )
+    kafka_sasl_username: str | None = Field(None, description="The SASL user.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="The SASL user's password.")
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA(s) that sign the brokers' certificates; unset: "
+        "the system's trust store.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM client certificate, for brokers that require mutual TLS."
+    )
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM key of the client certificate.")
+    kafka_ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted client key."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Whether a broker's certificate must name the host connected to."
     )
     projector_web_port: int = Field(
         6066, ge=0, le=65535, description="The projector's /ready and /metrics; 0: off."
@@ -151,4 +181,36 @@ class Settings(BaseSettings):
         self.bus = self.bus or ("kafka" if self.kafka_bootstrap else "memory")
         if self.bus == "kafka" and not self.kafka_bootstrap:
             raise ValueError("SHUANGJIAN_KAFKA_BOOTSTRAP is required for the kafka bus")
+        self._check_kafka_security()
         return self
+
+    def _check_kafka_security(self) -> None:
+        """Refuse, when the settings load, what would only fail at the first connection."""
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"SHUANGJIAN_KAFKA_SECURITY_PROTOCOL={protocol} needs "
+                "SHUANGJIAN_KAFKA_SASL_USERNAME and SHUANGJIAN_KAFKA_SASL_PASSWORD"
+            )
+        tls = protocol in ("SSL", "SASL_SSL")
+        files = {
+            "SHUANGJIAN_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "SHUANGJIAN_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "SHUANGJIAN_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        for name, path in files.items():
+            if path is None:
+                continue
+            if not tls:
+                raise ValueError(
+                    f"{name} is set but SHUANGJIAN_KAFKA_SECURITY_PROTOCOL is "
+                    f"{protocol}, which does not use TLS (SSL or SASL_SSL)"
+                )
+            if not path.is_file():
+                raise ValueError(f"{name}: no such file: {path}")
+        if (self.kafka_ssl_certfile is None) != (self.kafka_ssl_keyfile is None):
+            raise ValueError(
+                "SHUANGJIAN_KAFKA_SSL_CERTFILE and SHUANGJIAN_KAFKA_SSL_KEYFILE go together"
+            )

@@ -40,6 +40,7 @@ from aiokafka.errors import (
 
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent, Unavailable
+from services.common.kafka_security import KafkaSecurity
 from services.common.live import LiveSubscription, Signal
 from services.common.ports import Bus
 from services.common.topology import dead_letter_topic, events_topic
@@ -76,8 +77,11 @@ class KafkaBus(Bus):
         request_timeout_ms: int = 15_000,
         publish_timeout: float = 30.0,
         linger_ms: int = 5,
+        security: KafkaSecurity | None = None,
+        create_topics: bool = True,
     ) -> None:
         self.bootstrap = bootstrap
+        self.security = security or KafkaSecurity()
         self.topic_prefix = topic_prefix
         self.partitions = partitions
         self.replication = replication
@@ -90,7 +94,9 @@ class KafkaBus(Bus):
         self.linger_ms = linger_ms
         self._producer: Any = None  # AIOKafkaProducer once connected
         self._lock = asyncio.Lock()  # one publish at a time: a failure replaces the producer
-        self._topics_settled = False
+        # Nothing to create when the operator owns the topics.
+        self._create = create_topics
+        self._topics_settled = not create_topics
         self._closed = False
 
     # --- Bus --------------------------------------------------------------------------
@@ -107,10 +113,13 @@ class KafkaBus(Bus):
         if self._closed:
             raise Unavailable("the Kafka bus is closed")
         async with self._lock:
+            self._learn_services(events)
             deliveries: list[asyncio.Future[Any]] = []
             try:
                 async with asyncio.timeout(self.publish_timeout):
                     producer = await self._connected()
+                    if not self._topics_settled:
+                        await self._settle_topics(producer)
                     for event in events:
                         # Sequential sends keep the batch order in the producer's buffer.
                         delivery = await producer.send(
@@ -125,6 +134,11 @@ class KafkaBus(Bus):
                 # Whatever the producer still buffers is dropped: the outbox keeps those
                 # events and the relay sends the batch again through a fresh producer.
                 await self._discard()
+                refusal = self.security.explain(exc)
+                if refusal is not None:  # a refusal, not an outage: say what to fix
+                    raise Unavailable(
+                        f"{refusal}; {len(events)} events wait in the outbox"
+                    ) from exc
                 if isinstance(exc, Unavailable):
                     raise
                 if isinstance(exc, _TRANSIENT):
@@ -153,7 +167,7 @@ class KafkaBus(Bus):
         return [*names, dead_letter_topic(self.topic_prefix)]
 
     async def _connected(self) -> Any:
-        """The producer, connecting (and creating topics) first if there is none."""
+        """The producer, connecting first if there is none."""
         if self._producer is not None:
             return self._producer
         producer = AIOKafkaProducer(
@@ -166,6 +180,7 @@ class KafkaBus(Bus):
             # A relay batch is up to 500 events of about 1 KiB; a partition has one batch
             # in flight at a time, so bigger batches mean fewer round trips.
             max_batch_size=256 * 1024,
+            **self.security.aiokafka(),
         )
         try:
             await producer.start()
@@ -176,20 +191,28 @@ class KafkaBus(Bus):
             raise
         self._producer = producer
         log.info("kafka.bus.connected", bootstrap=self.bootstrap)
-        if not self._topics_settled:
-            cluster = producer.client.cluster
-            if cluster.controller is None:
-                # No controller, no CreateTopics (librdkafka's mock cluster, for one).
-                self._topics_settled = True
-                log.warning(
-                    "kafka.topics.not_created",
-                    topics=self.topics,
-                    reason="the cluster names no controller; pre-create or auto-create them",
-                )
-            else:
-                brokers = len(cluster.brokers()) or 1
-                await self._create_topics(min(self.replication, brokers))
         return producer
+
+    def _learn_services(self, events: Sequence[Envelope]) -> None:
+        """A service's events not seen before: its topic is created before they are sent."""
+        new = {event.service for event in events} - set(self.services)
+        if new:
+            self.services = (*self.services, *sorted(new))
+            self._topics_settled = not self._create
+
+    async def _settle_topics(self, producer: Any) -> None:
+        cluster = producer.client.cluster
+        if cluster.controller is None:
+            # No controller, no CreateTopics (librdkafka's mock cluster, for one).
+            self._topics_settled = True
+            log.warning(
+                "kafka.topics.not_created",
+                topics=self.topics,
+                reason="the cluster names no controller; pre-create or auto-create them",
+            )
+        else:
+            brokers = len(cluster.brokers()) or 1
+            await self._create_topics(min(self.replication, brokers))
 
     async def _create_topics(self, replication: int) -> None:
         """Create the topics with the configured partitions; auto-creation is the fallback.
@@ -201,6 +224,7 @@ class KafkaBus(Bus):
             bootstrap_servers=self.bootstrap,
             client_id=f"{self.client_id}-admin",
             request_timeout_ms=self.request_timeout_ms,
+            **self.security.aiokafka(),
         )
         wanted = [NewTopic(name, self.partitions, replication) for name in self.topics]
         try:
@@ -338,10 +362,12 @@ class KafkaTail:
         metadata_max_age: float = 60.0,
         poll_timeout: float = 0.5,
         max_backoff: float = 10.0,
+        security: KafkaSecurity | None = None,
     ) -> None:
         if not topics:
             raise ValueError("a tail needs at least one topic")
         self.bootstrap = bootstrap
+        self.security = security or KafkaSecurity()
         self.topics = tuple(topics)
         self.client_id = client_id
         self.capacity = capacity  # events queued per subscriber before it is dropped
@@ -437,6 +463,7 @@ class KafkaTail:
                     auto_offset_reset="latest",
                     request_timeout_ms=self.request_timeout_ms,
                     metadata_max_age_ms=int(self.metadata_max_age * 1000),
+                    **self.security.aiokafka(),
                 )
                 try:
                     async with asyncio.timeout(self.request_timeout_ms / 1000):
@@ -446,7 +473,10 @@ class KafkaTail:
                 except Exception as exc:
                     backoff = min(0.1 * 2 ** min(progress.failures, 10), self.max_backoff)
                     progress.failures += 1
-                    if isinstance(exc, _TRANSIENT):
+                    refusal = self.security.explain(exc)
+                    if refusal is not None:
+                        log.error("kafka.tail.refused", error=refusal, retry_in=backoff)
+                    elif isinstance(exc, _TRANSIENT):
                         log.warning(
                             "kafka.tail.unavailable",
                             bootstrap=self.bootstrap,

@@ -37,6 +37,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        # Why the last attempt failed (None once a batch went out): for /healthz.
+        self.last_error: str | None = None
 
     def notify(self) -> None:
         """A command committed: publish now rather than at the next poll."""
@@ -62,9 +64,11 @@ class OutboxRelay:
             try:
                 sent = await self.relay_once()
                 backoff = 0.05
+                self.last_error = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the bus or store is down: keep the outbox, retry later
+                self.last_error = str(exc)
                 log.warning("relay.retry", relay=self.name, error=str(exc), backoff=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
