@@ -17,7 +17,8 @@ cluster; ``transactions="auto"`` detects one, ``"on"`` insists on it) the whole 
 also commits in one multi-document transaction, so a reader sees all of it or none. On a
 standalone server (or ``"off"``) a reader can see a batch half applied.
 
-The same code runs against ``tests/fakes/async_mongo.py`` in CI, which can play either.
+The same code runs against ``tests/fakes/async_mongo.py`` in CI, which can play either,
+and against FerretDB (standalone-like, no transactions; ``tests/brokers/FERRETDB.md``).
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ class MongoEventStore(EventStore):
     positions taken from a counter before the insert, and the outbox state: ``sent``
     (how many of its leading events reached the bus) and ``published`` (all of them).
 
+    ``append`` also looks up all of a commit's ids before taking positions, so a reused
+    id is refused without leaving a gap; the index remains what refuses one reused by a
+    concurrent writer. (FerretDB's unique indexes compare an array as a whole, not per
+    element, so there only the look-up and the unique ``_id``, the first id, refuse.)
+
     Positions are allocated before the insert, so a refused commit leaves a gap and two
     concurrent commits can become visible out of position order (see ``read_all``).
     """
@@ -109,7 +115,8 @@ class MongoEventStore(EventStore):
     async def append(self, events: Sequence[Envelope], expected_version: int) -> list[Envelope]:
         check_commit(events, expected_version)
         first = events[0]
-        stored = await self.commits.find_one({"ids": str(first.id)})
+        ids = [str(e.id) for e in events]
+        stored = await self.commits.find_one({"ids": {"$in": ids}})
         if stored is not None:
             return _same_commit(stored, events)
         current = await self._stream_version(first.stream)
@@ -127,7 +134,6 @@ class MongoEventStore(EventStore):
         assert counter is not None  # upsert with AFTER always returns the document
         last = int(counter["value"])
         start = last - len(events) + 1
-        ids = [str(e.id) for e in events]
         try:
             await self.commits.insert_one(
                 {
@@ -309,7 +315,8 @@ def _same_commit(doc: Doc, events: Sequence[Envelope]) -> list[Envelope]:
         for s, e in zip(stored, events, strict=True)
     )
     if not same:
-        raise Conflict(f"event id {events[0].id} is already stored with another commit")
+        reused = sorted(set(doc["ids"]) & {str(e.id) for e in events})
+        raise Conflict(f"event id {reused[0]} is already stored with another commit")
     return stored
 
 

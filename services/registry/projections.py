@@ -8,7 +8,7 @@ buckets. Both are pure, so the property tests can recount from documents.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from services.common.envelope import Envelope
@@ -105,8 +105,10 @@ def evolve(doc: Doc | None, event: Envelope) -> Doc:
         new["status"] = status.value
     # Business-time history of what changed, so "active on day X" holds whatever order
     # back-dated events arrive in: each entry is one change, folded in occurred_at order.
+    # Objects, not [at, field, value] lists: MongoDB-compatible stores such as FerretDB
+    # refuse nested arrays.
     changes = [
-        [at, field, new[field]]
+        {"at": at, "field": field, "value": new[field]}
         for field in ("status", "category")
         if doc is None or new[field] != doc[field]
     ]
@@ -121,8 +123,8 @@ def active_subject_on(doc: Doc, day: date) -> bool:
     order breaks ties), whatever order they were recorded in.
     """
     state: dict[str, str] = {}
-    for at, field, value in sorted(doc["timeline"], key=lambda change: parse_datetime(change[0])):
-        if local_date(parse_datetime(at)) > day:
+    for at, field, value in sorted(map(_change, doc["timeline"]), key=lambda c: c[0]):
+        if local_date(at) > day:
             break
         state[field] = value
     return (
@@ -130,6 +132,14 @@ def active_subject_on(doc: Doc, day: date) -> bool:
         and state["status"] not in TERMINAL
         and state.get("category") == Category.SUBJECT.value
     )
+
+
+def _change(entry: Any) -> tuple[datetime, str, str]:
+    """A timeline entry; read models built before entries were objects hold lists."""
+    at, field, value = (
+        (entry["at"], entry["field"], entry["value"]) if isinstance(entry, dict) else entry
+    )
+    return parse_datetime(at), field, value
 
 
 def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> dict[CounterKey, int]:
