@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import pytest
 from services.bootstrap import Platform, build_platform, embedded_app
 from services.common.auth import Role, TokenVerifier, issue_token
 from services.common.config import Settings
+from tests.brokers import ferretdb
 
 
 @pytest.fixture
@@ -68,3 +69,28 @@ async def gql(app: Any) -> AsyncIterator[GraphQL]:
         transport=transport, base_url="http://test", headers={"Authorization": bearer()}
     ) as client:
         yield GraphQL(client)
+
+
+@pytest.fixture(scope="session")
+def ferretdb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """URI of a FerretDB (MongoDB wire protocol, SQLite backend) shared by the whole session.
+
+    Started on first request, so a run that never asks builds and starts nothing; stopped
+    at the end of the session (and killed with pytest, however pytest dies). None when it
+    cannot run here (no Go to build it, or ``SHUANGJIAN_TEST_FERRETDB=off``): the reason is
+    ``tests.brokers.ferretdb.reason``; skip with it, or leave the param out as the contract
+    suite does. With Go present a failed build or start is an error, not a skip.
+
+    ``SHUANGJIAN_TEST_MONGODB_URI`` does not replace it: a configured real MongoDB is used
+    *as well* (the ``mongo`` params), since the two answer different questions (does the
+    adapter keep to the protocol and a real query engine at every commit; does it work on
+    the production server, transactions included).
+
+    Tests share the server, never a database: take one of your own with
+    ``tests.brokers.ferretdb.scratch_database(uri)`` (a unique name, dropped afterwards).
+    """
+    if not ferretdb.available():
+        yield None
+        return
+    with ferretdb.FerretDB(tmp_path_factory.mktemp("ferretdb")) as server:
+        yield server.uri

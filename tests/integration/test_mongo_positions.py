@@ -1,10 +1,33 @@
-"""MongoDB positions are taken before the insert: readers must not skip a late commit."""
+"""MongoDB positions are taken before the insert: readers must not skip a late commit.
+
+Runs on the in-process fake (``mongo-fake``) and on FerretDB through the real driver
+(``ferretdb``, when Go is there to build it; see ``tests/brokers/ferretdb.py``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
 from services.common.mongo import MongoEventStore
+from tests.brokers import ferretdb
 from tests.factories import commit
 from tests.fakes.async_mongo import AsyncFakeClient
+
+SERVERS = ["mongo-fake", *(["ferretdb"] if ferretdb.available() else [])]
+
+
+@pytest.fixture(params=SERVERS)
+async def database(request: pytest.FixtureRequest) -> AsyncIterator[AsyncDatabase[Any]]:
+    """An empty database: on the fake, or one of its own on the session's FerretDB."""
+    if request.param == "mongo-fake":
+        yield cast(AsyncDatabase[Any], AsyncFakeClient()["t"])
+        return
+    async with ferretdb.scratch_database(request.getfixturevalue("ferretdb_uri")) as db:
+        yield db
 
 
 class Clock:
@@ -15,9 +38,9 @@ class Clock:
         return self.now
 
 
-async def test_read_all_waits_at_a_gap_until_it_is_settled() -> None:
+async def test_read_all_waits_at_a_gap_until_it_is_settled(database: AsyncDatabase[Any]) -> None:
     clock = Clock()
-    store = MongoEventStore(AsyncFakeClient()["t"], "registry", gap_grace=5.0, clock=clock)
+    store = MongoEventStore(database, "registry", gap_grace=5.0, clock=clock)
     await store.start()
     await store.append(commit("a", 0, 1), expected_version=0)  # position 1
     # Another writer took positions 2-3 and has not inserted its commit yet.

@@ -3,15 +3,20 @@
 ``MongoReadStore.reset`` is several writes. Whatever a crash leaves of them, restarting
 (a runner that resumes from the stored positions) must end with the documents an
 uninterrupted replay gives, and running the rebuild again must finish it.
+
+Runs on the in-process fake as a standalone server and as a replica set, and on FerretDB
+through the real driver (``ferretdb``, when Go is there to build it).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.common.application import CommandContext
@@ -24,6 +29,7 @@ from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
 from services.registry.module import no_rectifications
 from services.registry.projections import InstitutionsProjection
+from tests.brokers import ferretdb
 from tests.factories import numbered_registration
 from tests.fakes.async_mongo import AsyncFakeClient, AsyncFakeCollection
 from tests.rollups import recount, stored_rollups
@@ -34,8 +40,32 @@ PROJECTION = InstitutionsProjection.name
 COLLECTIONS = [c.name for c in InstitutionsProjection.collections]
 
 
+NewDatabase = Callable[[], Awaitable[AsyncDatabase[Any]]]
+SERVERS = [
+    "mongo-fake",
+    "mongo-fake-replica-set",
+    *(["ferretdb"] if ferretdb.available() else []),
+]
+
+
 class Crash(Exception):
     """The process died here."""
+
+
+@pytest.fixture(params=SERVERS)
+async def new_database(request: pytest.FixtureRequest) -> AsyncIterator[NewDatabase]:
+    """Makes empty databases on one server: the fake (as either deployment) or FerretDB,
+    where each is a database of its own, dropped after the test."""
+    async with AsyncExitStack() as cleanup:
+
+        async def new() -> AsyncDatabase[Any]:
+            if request.param == "ferretdb":
+                uri = request.getfixturevalue("ferretdb_uri")
+                return await cleanup.enter_async_context(ferretdb.scratch_database(uri))
+            client = AsyncFakeClient(replica_set=request.param == "mongo-fake-replica-set")
+            return cast(AsyncDatabase[Any], client["t"])
+
+        yield new
 
 
 @pytest.fixture
@@ -60,10 +90,9 @@ def runner(registry: Registry, store: MongoReadStore) -> ProjectionRunner:
     )
 
 
-async def projected(registry: Registry, *, replica_set: bool) -> MongoReadStore:
+async def projected(registry: Registry, new_database: NewDatabase) -> MongoReadStore:
     """A fresh MongoDB read store with every event applied."""
-    database = cast(AsyncDatabase[Any], AsyncFakeClient(replica_set=replica_set)["t"])
-    store = MongoReadStore(database)
+    store = MongoReadStore(await new_database())
     first = runner(registry, store)
     await first.start()
     await first.stop()
@@ -77,28 +106,33 @@ async def snapshot(store: MongoReadStore) -> dict[str, list[dict[str, Any]]]:
 def crash_at(monkeypatch: pytest.MonkeyPatch, step: int | None) -> list[str]:
     """Every ``delete_many`` is one step of the reset; the one numbered ``step`` deletes
     half of what it matches (a server can die part-way through one) and then crashes.
-    Returns the collections the steps ran on."""
-    original = AsyncFakeCollection.delete_many
+    Returns the collections the steps ran on. Patches the fake's collection and PyMongo's
+    alike, whichever the test runs on."""
     steps: list[str] = []
+    for cls in (AsyncFakeCollection, AsyncCollection):
+        monkeypatch.setattr(cls, "delete_many", _crashing(cls.delete_many, steps, step))
+    return steps
 
-    async def delete_many(self: AsyncFakeCollection, filter: Any, **kwargs: Any) -> Any:
+
+def _crashing(
+    original: Callable[..., Awaitable[Any]], steps: list[str], step: int | None
+) -> Callable[..., Awaitable[Any]]:
+    async def delete_many(self: Any, filter: Any, **kwargs: Any) -> Any:
         steps.append(self.name)
         if len(steps) != step:
             return await original(self, filter, **kwargs)
-        matching = sorted(doc["_id"] for doc in self._sync.find(filter, {"_id": 1}))
+        matching = sorted(doc["_id"] for doc in await self.find(filter, {"_id": 1}).to_list())
         half = matching[: len(matching) // 2]
         await original(self, {"_id": {"$in": half}}, **kwargs)
         raise Crash(f"killed during step {step} ({self.name})")
 
-    monkeypatch.setattr(AsyncFakeCollection, "delete_many", delete_many)
-    return steps
+    return delete_many
 
 
-@pytest.mark.parametrize("replica_set", [False, True], ids=["standalone", "replica-set"])
 async def test_a_crash_at_any_step_of_a_reset_is_repaired_by_a_restart(
-    registry: Registry, replica_set: bool, monkeypatch: pytest.MonkeyPatch
+    registry: Registry, new_database: NewDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reference = await projected(registry, replica_set=replica_set)
+    reference = await projected(registry, new_database)
     expected = await snapshot(reference)
     assert expected["institutions"] and expected["region_stats"] and expected["region_months"]
     last = await registry.store.max_position()
@@ -110,7 +144,7 @@ async def test_a_crash_at_any_step_of_a_reset_is_repaired_by_a_restart(
     assert len(steps) >= 2
 
     for step in range(1, len(steps) + 1):
-        store = await projected(registry, replica_set=replica_set)
+        store = await projected(registry, new_database)
         with monkeypatch.context() as crashing:
             crash_at(crashing, step)
             with pytest.raises(Crash):

@@ -1,0 +1,1 @@
+"""Real servers the test suite starts itself, without Docker (Kafka, FerretDB, ...)."""
