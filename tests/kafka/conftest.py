@@ -1,43 +1,59 @@
-"""A real Kafka-protocol broker for tests: librdkafka's mock cluster in the confluent-kafka wheel.
+"""The Kafka the suite runs on: a real Apache Kafka where Java and Maven exist, librdkafka's
+mock cluster elsewhere, or an existing cluster named by ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``.
 
-It runs inside the test process on loopback ports (no Java, no download); other processes
-connect to it like to any Kafka. It does not answer CreateTopics: topics are created on
-first use (auto-create) or up front through ``MockCluster.create_topic``, so clients must
-not insist on declaring them.
-
-``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP`` points the same tests at a real cluster instead; the
-tests that need to take brokers down are skipped then, with that reason.
+Which one is decided once per run (``tests.kafka.brokers.choice``) and printed in the
+report header. Each broker is started once per session and shared: every test uses its
+own topic prefix. The tests that take the broker down bring it back before the next test.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
+from pathlib import Path
+from uuid import uuid4
 
 import pytest
 
-from tests.kafka.mock import MockCluster
+from services.bootstrap import topology
+from services.common.config import Settings
+from tests.kafka.brokers import Broker, open_broker
 
-REAL_KAFKA = os.environ.get("SHUANGJIAN_TEST_KAFKA_BOOTSTRAP")
 
-
-@pytest.fixture
-def kafka_cluster() -> Iterator[MockCluster | None]:
-    """A fresh mock cluster (its brokers can be taken down), or None on a configured Kafka."""
-    if REAL_KAFKA:
-        yield None
-        return
-    cluster = MockCluster()
+@pytest.fixture(scope="session")
+def _session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = open_broker(tmp_path_factory.mktemp("kafka"))
     try:
-        yield cluster
+        yield broker
     finally:
-        cluster.close()
+        broker.close()
 
 
 @pytest.fixture
-def kafka_bootstrap(kafka_cluster: MockCluster | None) -> str:
-    """Bootstrap servers of the test's broker: the mock cluster, or a real one if configured."""
-    if REAL_KAFKA:
-        return REAL_KAFKA
-    assert kafka_cluster is not None
-    return kafka_cluster.bootstrap
+def kafka_broker(_session_broker: Broker) -> Iterator[Broker]:
+    """The session's broker, up again after the test whatever the test did to it."""
+    yield _session_broker
+    _session_broker.up()
+
+
+@pytest.fixture
+def kafka_bootstrap(kafka_broker: Broker) -> str:
+    return kafka_broker.bootstrap
+
+
+@pytest.fixture
+async def kafka_settings(kafka_broker: Broker, tmp_path: Path) -> Settings:
+    """Settings of a platform on the suite's broker under a fresh topic prefix, whose
+    topics exist (as the services' buses create them before the first event)."""
+    settings = Settings(  # type: ignore[call-arg]
+        kafka_bootstrap=kafka_broker.bootstrap,
+        kafka_topic_prefix=f"t{uuid4().hex[:12]}",
+        kafka_replication=kafka_broker.replication,
+        kafka_create_topics=kafka_broker.creates_topics,
+        data_dir=tmp_path,
+        _env_file=None,
+    )
+    topics = topology(settings)
+    await kafka_broker.create_topics(
+        [*topics.event_topics, topics.dead_letters], settings.kafka_partitions
+    )
+    return settings

@@ -2,16 +2,15 @@
 services, the projector (with the process managers) and the gateway.
 
 Each runs the real ``shuangjian`` console script with its configuration in ``SHUANGJIAN_*``
-variables, as a Kubernetes deployment would: Kafka transport, SQLite stores in a shared
-data dir (the projector writes the read models the gateway reads), or MongoDB for both
-when ``SHUANGJIAN_TEST_MONGODB_URI`` is set.
+variables, as a Kubernetes deployment would: Kafka transport (the suite's broker, see
+``brokers.py``), SQLite stores in a shared data dir (the projector writes the read models
+the gateway reads), or MongoDB for both when given a ``mongodb_uri``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,9 @@ from uuid import uuid4
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, TopicPartition
+from pydantic import SecretStr
 
 from services.bootstrap import (
     MODULES,
@@ -35,11 +35,10 @@ from services.common.kafka import dead_letter_topic, events_topic
 from services.common.ports import EventStore, ReadStore
 from services.common.projection import Projection, collections_of
 from services.processes import PROCESSES
-from tests.kafka.mock import MockCluster
+from tests.kafka.brokers import Broker
 from tests.kafka.readmodels import REGIONS, Snapshot, replayed, snapshot
 from tests.processes import Process, clean_env, free_port
 
-MONGODB_URI = os.environ.get("SHUANGJIAN_TEST_MONGODB_URI")
 SECRET = "kafka-suite-secret-long-enough-for-hs256"
 PARTITIONS = 3
 SERVICES = tuple(module.name for module in MODULES)  # registry, inspections, finance
@@ -63,13 +62,35 @@ async def eventually(
         raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
 
 
+def _env(value: Any) -> str:
+    """A setting as an environment variable holds it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return str(value)
+
+
 class Deployment:
     """Five processes over one broker; the test talks to them as clients would."""
 
-    def __init__(self, workdir: Path, bootstrap: str, cluster: MockCluster | None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        broker: Broker,
+        *,
+        mongodb_uri: str | None = None,
+        bootstrap: str | None = None,
+        client: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> None:
+        """``bootstrap`` and ``client`` (aiokafka options) reach a secured listener;
+        ``overrides`` are further settings of every process (``kafka_sasl_username``…)."""
         self.workdir = workdir
-        self.bootstrap = bootstrap
-        self.cluster = cluster
+        self.broker = broker
+        self.bootstrap = bootstrap or broker.bootstrap
+        self.client = dict(client or {})
+        self.mongodb_uri = mongodb_uri
         self.prefix = f"t{uuid4().hex[:12]}"
         registry_port, inspections_port = free_port(), free_port()
         finance_port = free_port()
@@ -80,10 +101,13 @@ class Deployment:
         self.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self.projector_url = f"http://127.0.0.1:{projector_port}"
         values: dict[str, Any] = {
-            "kafka_bootstrap": bootstrap,
+            "kafka_bootstrap": self.bootstrap,
             "kafka_topic_prefix": self.prefix,
             "kafka_partitions": PARTITIONS,
-            "kafka_replication": 3,
+            "kafka_replication": broker.replication,
+            # A real broker takes CreateTopics: the services and the projector create their
+            # topics as in production. The mock does not: they are pre-created below.
+            "kafka_create_topics": broker.creates_topics,
             "data_dir": str(workdir / "data"),
             "jwt_secret": SECRET,
             "registry_url": self.registry_url,
@@ -96,10 +120,11 @@ class Deployment:
             # A publish stuck on a broker that went away is retried after this long.
             "kafka_publish_timeout": 3,
         }
-        if MONGODB_URI:
-            values |= {"mongodb_uri": MONGODB_URI, "mongodb_database": f"sj_{uuid4().hex[:12]}"}
+        if mongodb_uri:
+            values |= {"mongodb_uri": mongodb_uri, "mongodb_database": f"sj_{uuid4().hex[:12]}"}
+        values |= overrides
         self.settings = Settings(**values, _env_file=None)
-        env = clean_env() | {f"SHUANGJIAN_{k.upper()}": str(v) for k, v in values.items()}
+        env = clean_env() | {f"SHUANGJIAN_{k.upper()}": _env(v) for k, v in values.items()}
         common: dict[str, Any] = {"workdir": workdir, "env": env}
         self.registry = Process(
             "registry",
@@ -136,14 +161,20 @@ class Deployment:
             self.projector,
             self.gateway,
         )
+        # A second projector replica in the same consumer group (started only when asked).
+        replica_port = free_port()
+        self.replica_url = f"http://127.0.0.1:{replica_port}"
+        self.replica = Process(
+            "projector-2",
+            ["project"],
+            ready_url=f"{self.replica_url}/ready",
+            workdir=workdir,
+            env=env | {"SHUANGJIAN_PROJECTOR_WEB_PORT": str(replica_port)},
+        )
         # Each service's events topic, as the services publish and the projector reads them.
         self.topics = {service: events_topic(self.prefix, service) for service in SERVICES}
-        if cluster is not None:  # pre-created, as an operator would (the mock refuses admin)
-            for topic in self.topics.values():
-                cluster.create_topic(topic, PARTITIONS, 3)
-            cluster.create_topic(dead_letter_topic(self.prefix), 1, 3)
         self._read_store: ReadStore | None = None
-        self._topics_created = False
+        self._topics_created = broker.creates_topics
 
     @property
     def topic(self) -> str:
@@ -155,9 +186,9 @@ class Deployment:
     async def start(self, *processes: Process) -> None:
         """Start processes (all by default) and wait, without blocking the loop, for each."""
         chosen = processes or self.processes
-        if self.cluster is None and not self._topics_created:
+        if not self._topics_created:  # by the operator: the platform does not create them
             topics = [*self.topics.values(), dead_letter_topic(self.prefix)]
-            await create_topics(self.bootstrap, topics)
+            await self.broker.create_topics(topics, PARTITIONS)
             self._topics_created = True
         for process in chosen:
             process.start(wait=False)
@@ -165,20 +196,20 @@ class Deployment:
             await asyncio.to_thread(process.wait_ready)
 
     async def close(self) -> None:
-        for process in self.processes:
+        for process in (*self.processes, self.replica):
             process.stop()
         if self._read_store is not None:
             await self._read_store.close()
-        if MONGODB_URI:
+        if self.mongodb_uri:
             from pymongo import AsyncMongoClient
 
-            client: AsyncMongoClient[Any] = AsyncMongoClient(MONGODB_URI)
+            client: AsyncMongoClient[Any] = AsyncMongoClient(self.mongodb_uri)
             await client.drop_database(self.settings.mongodb_database)
             await client.close()
 
     @property
     def output(self) -> str:
-        return "\n".join(process.output for process in self.processes)
+        return "\n".join(process.output for process in (*self.processes, self.replica))
 
     # --- clients ------------------------------------------------------------------------
 
@@ -207,9 +238,10 @@ class Deployment:
         async with httpx.AsyncClient(base_url=self.registry_url, timeout=30.0) as client:
             return [await client.post(path, json=body, headers=headers) for path, body in requests]
 
-    async def metrics(self) -> str:
+    async def metrics(self, url: str | None = None) -> str:
+        """A projector's Prometheus metrics (the first replica's by default)."""
         async with httpx.AsyncClient(timeout=10.0) as client:
-            return (await client.get(f"{self.projector_url}/metrics")).text
+            return (await client.get(f"{url or self.projector_url}/metrics")).text
 
     # --- stores -------------------------------------------------------------------------
 
@@ -244,10 +276,12 @@ class Deployment:
         }
 
     async def caught_up(self) -> bool:
-        """Every projection and process manager has applied every message now in every
-        topic it reads."""
+        """Every service's outbox is empty, and every projection and process manager has
+        applied every message now in every topic it reads."""
+        if not await self.published():
+            return False
         for service in self.topics:
-            ends = await topic_ends(self.bootstrap, self.topics[service])
+            ends = await topic_ends(self.bootstrap, self.topics[service], **self.client)
             positions = await self.positions(list(ends), service)
             if not all(
                 by_partition.get(p, 0) >= end
@@ -256,6 +290,15 @@ class Deployment:
             ):
                 return False
         return True
+
+    async def published(self) -> bool:
+        """Whether every event the services stored has been published (outboxes empty)."""
+        stores = await self.event_stores()
+        try:
+            return all([not await store.unpublished(1) for store in stores.values()])
+        finally:
+            for store in stores.values():
+                await store.close()
 
     async def snapshot(self) -> Snapshot:
         return await snapshot(await self.read_store())
@@ -288,24 +331,10 @@ class Deployment:
         return stores
 
 
-async def create_topics(bootstrap: str, names: Sequence[str]) -> None:
-    """On a real cluster: the topics exist before any worker subscribes (as in production)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        cluster = admin._client.cluster
-        if cluster.controller is None:  # no CreateTopics here: the broker auto-creates
-            return
-        brokers = len(cluster.brokers()) or 1
-        await admin.create_topics([NewTopic(n, PARTITIONS, min(3, brokers)) for n in names])
-    finally:
-        await admin.close()
-
-
-async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+async def committed(bootstrap: str, group: str, topic: str, **client: Any) -> dict[int, int]:
     """The consumer group's committed offset in each partition of ``topic`` (0: none)."""
-    partitions = [TopicPartition(topic, p) for p in await topic_ends(bootstrap, topic)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    partitions = [TopicPartition(topic, p) for p in await topic_ends(bootstrap, topic, **client)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
@@ -314,9 +343,9 @@ async def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
         await admin.close()
 
 
-async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
-    """The next offset of every partition of ``topic``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+async def topic_ends(bootstrap: str, topic: str, **client: Any) -> dict[int, int]:
+    """The next offset of every partition of ``topic`` (none while it does not exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **client)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(topic) or set()
@@ -329,11 +358,16 @@ async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_topic(
+    bootstrap: str, topic: str, **client: Any
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every message now in ``topic``, in partition then offset order."""
-    ends = await topic_ends(bootstrap, topic)
+    ends = await topic_ends(bootstrap, topic, **client)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **client,
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []

@@ -1,8 +1,8 @@
 """The Kafka adapter of the Bus port against a real Kafka-protocol broker (Guarantee 4).
 
-The broker is librdkafka's mock cluster (``conftest.py``) or, with
-``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``, a real Kafka: every test uses its own topic prefix,
-so the tests do not see each other's messages on a shared broker.
+The broker is the suite's (``brokers.py``: a real Apache Kafka where Java and Maven exist,
+librdkafka's mock cluster elsewhere): every test uses its own topic prefix, so the tests
+do not see each other's messages on the shared broker.
 
 Order is checked the way a projection consumes: per key (stream), a version is applied if
 it is the next one, skipped if already applied (a redelivery), and anything else, a gap
@@ -27,8 +27,7 @@ from services.common.kafka import KafkaBus, dead_letter_topic, events_topic
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore
 from tests.factories import commit, envelope
-from tests.kafka.conftest import REAL_KAFKA
-from tests.kafka.mock import MockCluster
+from tests.kafka.brokers import Broker
 from tests.kafka.proxy import TcpProxy, closed_port, first_address
 
 # Short timeouts keep the outage tests to a few seconds; production uses the defaults.
@@ -297,44 +296,38 @@ async def test_the_same_bus_connects_once_kafka_becomes_reachable(
     assert versions_by_stream(records) == {s: [1, 2, 3] for s in streams}
 
 
-@pytest.mark.skipif(bool(REAL_KAFKA), reason="needs brokers the test can shut down")
-async def test_losing_the_brokers_mid_session_fails_publish_in_bounded_time_and_recovers() -> None:
+async def test_losing_the_brokers_mid_session_fails_publish_in_bounded_time_and_recovers(
+    kafka_broker: Broker,
+) -> None:
     """The connected producer's brokers vanish: its buffered sends would retry forever.
 
     ``publish`` must give up within its timeout, throw that producer away without
-    hanging (aiokafka's idempotent producer never expires a batch) and, once a broker is
-    reachable again, the same bus instance must deliver through a new producer.
+    hanging (aiokafka's idempotent producer never expires a batch) and, once the broker
+    is back, the same bus instance must deliver through a new producer.
     """
     prefix = unique_prefix()
     topic = events_topic(prefix, "registry")
-    first, second = MockCluster(), MockCluster()
-    proxy = TcpProxy(closed_port())
-    await proxy.start(first_address(first.bootstrap))
-    bus = make_bus(proxy.address, prefix)
+    bus = make_bus(kafka_broker.bootstrap, prefix)
     await bus.start()
     before, after = interleaved(3, 2), interleaved(3, 2)
     try:
         async with asyncio.timeout(BOUND):
             await bus.publish(before)
-            assert len(await read_topics(first.bootstrap, [topic])) == 6
-
-            first.close()  # every broker the producer is connected to goes away
-            await proxy.stop()
+        kafka_broker.down()  # every broker the producer is connected to goes away
+        async with asyncio.timeout(BOUND):
             with pytest.raises(Unavailable):
                 await bus.publish(after)
-
-            await proxy.start(first_address(second.bootstrap))
+        await asyncio.to_thread(kafka_broker.up)
+        async with asyncio.timeout(BOUND):
             await bus.publish(after)
-        records = await read_topics(second.bootstrap, [topic])
+        records = await read_topics(kafka_broker.bootstrap, [topic])
         assert sorted(Envelope.from_json(r.value).id for r in records) == sorted(
-            e.id for e in after
+            e.id for e in [*before, *after]
         )
         assert all(v == [1, 2] for v in versions_by_stream(records).values())
     finally:
         async with asyncio.timeout(BOUND):
             await bus.close()
-            await proxy.stop()
-        second.close()
 
 
 async def test_a_retried_batch_arrives_twice_but_never_out_of_order(kafka_bootstrap: str) -> None:

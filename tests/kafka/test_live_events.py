@@ -37,6 +37,7 @@ from services.gateway.remote import DistributedBackend
 from services.registry.module import MODULE as REGISTRY
 from tests.conftest import SECRET, bearer
 from tests.factories import commit, envelope
+from tests.kafka.brokers import Broker
 from tests.kafka.proxy import TcpProxy, closed_port, first_address
 
 SUBSCRIBE = "subscription($r: String!) { events(region: $r) { id type stream region } }"
@@ -196,10 +197,12 @@ async def test_a_topic_created_while_following_others_costs_them_nothing(
 
 
 async def test_a_malformed_message_is_skipped_and_later_events_still_arrive(
-    kafka_bootstrap: str,
+    kafka_broker: Broker,
 ) -> None:
+    kafka_bootstrap = kafka_broker.bootstrap
     prefix = unique_prefix()
     topic = events_topic(prefix, "registry")
+    await kafka_broker.create_topics([topic], 3)  # the garbage goes in before any event
     good = envelope(f"s-{uuid4().hex[:6]}", 1)
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from pydantic import SecretStr
@@ -51,13 +50,8 @@ MANAGER = WarningCards.name
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        kafka_bootstrap=kafka_bootstrap,
-        kafka_topic_prefix=f"t{uuid4().hex[:12]}",
-        data_dir=tmp_path,
-        _env_file=None,
-    )
+def settings(kafka_settings: Settings) -> Settings:
+    return kafka_settings
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import faust
 import httpx
@@ -53,13 +52,8 @@ DEADLINE = 15.0  # seconds a worker gets to catch up; the tests never sleep a fi
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    return Settings(  # type: ignore[call-arg]
-        kafka_bootstrap=kafka_bootstrap,
-        kafka_topic_prefix=f"t{uuid4().hex[:12]}",
-        data_dir=tmp_path,
-        _env_file=None,
-    )
+def settings(kafka_settings: Settings) -> Settings:
+    return kafka_settings
 
 
 @pytest.fixture
