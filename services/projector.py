@@ -458,6 +458,13 @@ def run_projector(settings: Settings) -> None:
     The web server (``/ready``, ``/metrics``) listens on ``SHUANGJIAN_PROJECTOR_WEB_PORT``
     (default 6066; 0 turns it off).
     """
+    assert settings.kafka_bootstrap is not None
+    # A refused login or an untrusted broker certificate will not cure itself: say which
+    # setting to fix and exit, rather than a traceback that says "Unable to bootstrap".
+    refusal = asyncio.run(KafkaSecurity.from_settings(settings).diagnose(settings.kafka_bootstrap))
+    if refusal is not None:
+        log.error("projector.refused", error=refusal)
+        raise SystemExit(f"shuangjian project: {refusal}")
     app = build_projector(settings, web_port=settings.projector_web_port or None)
     faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
 

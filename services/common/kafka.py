@@ -187,7 +187,8 @@ class KafkaBus(Bus):
         except BaseException as exc:
             await self._shutdown(producer, flush=False)
             if isinstance(exc, _TRANSIENT):
-                raise Unavailable(f"Kafka unreachable at {self.bootstrap}: {exc!r}") from exc
+                why = await self.security.diagnose(self.bootstrap)
+                raise Unavailable(why or f"Kafka unreachable at {self.bootstrap}: {exc!r}") from exc
             raise
         self._producer = producer
         log.info("kafka.bus.connected", bootstrap=self.bootstrap)
@@ -473,7 +474,11 @@ class KafkaTail:
                 except Exception as exc:
                     backoff = min(0.1 * 2 ** min(progress.failures, 10), self.max_backoff)
                     progress.failures += 1
-                    refusal = self.security.explain(exc)
+                    refusal = self.security.explain(exc) or (
+                        await self.security.diagnose(self.bootstrap)
+                        if isinstance(exc, _TRANSIENT)
+                        else None
+                    )
                     if refusal is not None:
                         log.error("kafka.tail.refused", error=refusal, retry_in=backoff)
                     elif isinstance(exc, _TRANSIENT):

@@ -14,12 +14,14 @@ naming the setting to check, for the logs and the services' ``/healthz``.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
 if TYPE_CHECKING:
@@ -129,6 +131,28 @@ class KafkaSecurity:
                     f"{self.username!r}: check SHUANGJIAN_KAFKA_SASL_USERNAME and "
                     "SHUANGJIAN_KAFKA_SASL_PASSWORD"
                 )
+        return None
+
+    async def diagnose(self, bootstrap: str, timeout: float = 5.0) -> str | None:
+        """Why a client could not bootstrap, when the reason is a refusal.
+
+        aiokafka reports only "Unable to bootstrap" and logs the cause; one connection of
+        our own to the first bootstrap address raises it (the SASL or TLS error), for
+        ``explain``. None for PLAINTEXT, or when that connection works or merely fails.
+        """
+        if self.protocol == "PLAINTEXT":
+            return None
+        host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+        try:
+            async with asyncio.timeout(timeout):
+                connection = await create_conn(
+                    host, int(port), request_timeout_ms=int(timeout * 1000), **self.aiokafka()
+                )
+            connection.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return self.explain(exc)
         return None
 
 
