@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,22 @@ def ferretdb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | Non
         return
     with ferretdb.FerretDB(tmp_path_factory.mktemp("ferretdb")) as server:
         yield server.uri
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which broker and which MongoDB wire-protocol server the suite runs on, and why."""
+    from tests.kafka.brokers import describe_choice
+
+    if ferretdb.available():
+        mongo = f"mongodb: FerretDB {ferretdb.VERSION} (SQLite backend, built by the suite)"
+    else:
+        mongo = f"mongodb: the in-process fake only ({ferretdb.reason})"
+    if os.environ.get("SHUANGJIAN_TEST_MONGODB_URI"):
+        mongo += ", and the server at SHUANGJIAN_TEST_MONGODB_URI"
+    return [describe_choice(), mongo]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The same lines at the end, where ``pytest -q`` (``make test``) shows them."""
+    for line in pytest_report_header(terminalreporter.config):
+        terminalreporter.write_line(line)

@@ -41,6 +41,7 @@ class Broker(abc.ABC):
     bootstrap: str
     nodes: int
     creates_topics: bool = True  # answers CreateTopics (the platform creates its topics)
+    client: dict[str, Any] = {}  # noqa: RUF012 - aiokafka options of a test's own clients
 
     @property
     @abc.abstractmethod
@@ -62,21 +63,30 @@ class Broker(abc.ABC):
 
     async def create_topics(self, names: Sequence[str], partitions: int) -> None:
         """Create topics (those that exist are left as they are), as an operator would."""
-        await create_topics(self.bootstrap, names, partitions, self.replication)
+        await create_topics(self.bootstrap, names, partitions, self.replication, **self.client)
 
     def close(self) -> None:
         """Stop what the suite started."""
 
 
 class ApacheKafka(Broker):
-    def __init__(self, workdir: Path) -> None:
-        self.cluster = apache.KafkaCluster(workdir, nodes=1).start()
+    def __init__(
+        self, workdir: Path, nodes: int = 1, security: apache.SaslSsl | None = None
+    ) -> None:
+        self.cluster = apache.KafkaCluster(workdir, nodes=nodes, security=security).start()
         self.bootstrap = self.cluster.bootstrap
         self.nodes = self.cluster.nodes
+        self.security = security
+        # What a client of the tests needs to connect (SASL_SSL: the first user).
+        self.client: dict[str, Any] = security.aiokafka_options() if security else {}
 
     @property
     def description(self) -> str:
-        return f"Apache Kafka {apache.KAFKA_VERSION} (KRaft, {self.nodes} node) at {self.bootstrap}"
+        listener = "SASL_SSL" if self.security else "PLAINTEXT"
+        return (
+            f"Apache Kafka {apache.KAFKA_VERSION} (KRaft, {self.nodes} nodes, {listener}) "
+            f"at {self.bootstrap}"
+        )
 
     def down(self) -> None:
         for node in self.cluster.node_ids:

@@ -16,7 +16,8 @@ import pytest
 
 from services.bootstrap import topology
 from services.common.config import Settings
-from tests.kafka.brokers import Broker, open_broker
+from tests.brokers.kafka import SaslSsl
+from tests.kafka.brokers import ApacheKafka, Broker, open_broker
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +58,25 @@ async def kafka_settings(kafka_broker: Broker, tmp_path: Path) -> Settings:
         [*topics.event_topics, topics.dead_letters], settings.kafka_partitions
     )
     return settings
+
+
+@pytest.fixture(scope="session")
+def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """A real three-node cluster (``min.insync.replicas`` 2) whose brokers a test may kill."""
+    broker = ApacheKafka(tmp_path_factory.mktemp("kafka-3"), nodes=3)
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture(scope="session")
+def sasl_ssl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
+    """A real broker whose client listener is SASL_SSL (SCRAM-SHA-512) only, with
+    certificates made for the test (``tests/brokers/tls.py``)."""
+    workdir = tmp_path_factory.mktemp("kafka-sasl")
+    broker = ApacheKafka(workdir, security=SaslSsl.generate(workdir / "tls"))
+    try:
+        yield broker
+    finally:
+        broker.close()

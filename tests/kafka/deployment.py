@@ -89,7 +89,7 @@ class Deployment:
         self.workdir = workdir
         self.broker = broker
         self.bootstrap = bootstrap or broker.bootstrap
-        self.client = dict(client or {})
+        self.client = dict(broker.client if client is None else client)
         self.mongodb_uri = mongodb_uri
         self.prefix = f"t{uuid4().hex[:12]}"
         registry_port, inspections_port = free_port(), free_port()
@@ -123,7 +123,7 @@ class Deployment:
         if mongodb_uri:
             values |= {"mongodb_uri": mongodb_uri, "mongodb_database": f"sj_{uuid4().hex[:12]}"}
         values |= overrides
-        self.settings = Settings(**values, _env_file=None)
+        self.settings = Settings(**values, _env_file=None)  # type: ignore[call-arg]
         env = clean_env() | {f"SHUANGJIAN_{k.upper()}": _env(v) for k, v in values.items()}
         common: dict[str, Any] = {"workdir": workdir, "env": env}
         self.registry = Process(
