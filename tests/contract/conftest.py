@@ -131,6 +131,8 @@ class Gap:
 
     reason: str
     raises: type[BaseException] | None = None
+
+
 FERRETDB_GAPS: dict[str, Gap] = {
     "test_racing_writers_on_one_stream_exactly_one_wins": Gap(ferretdb.NOT_ATOMIC),
     "test_racing_retries_of_one_commit_all_get_the_stored_events": Gap(ferretdb.NOT_ATOMIC),
