@@ -111,6 +111,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The same lines at the end, where ``pytest -q`` (``make test``) shows them."""
-    for line in pytest_report_header(terminalreporter.config):
-        terminalreporter.write_line(line)
+    """At the end, where ``pytest -q`` (``make test``) shows it: the brokers really used."""
+    from tests.kafka.brokers import summary
+
+    terminalreporter.write_line(summary())
+    terminalreporter.write_line(pytest_report_header(terminalreporter.config)[1])

@@ -35,6 +35,9 @@ EXISTING = os.environ.get("SHUANGJIAN_TEST_KAFKA_BOOTSTRAP")
 FORCED = os.environ.get("SHUANGJIAN_TEST_KAFKA", "").strip().lower()
 
 
+USED: list[str] = []  # what this run's Kafka tests ran on, for the summary line
+
+
 class Broker(abc.ABC):
     """One Kafka the tests share; every test uses its own topic prefix on it."""
 
@@ -79,6 +82,7 @@ class ApacheKafka(Broker):
         self.security = security
         # What a client of the tests needs to connect (SASL_SSL: the first user).
         self.client: dict[str, Any] = security.aiokafka_options() if security else {}
+        USED.append(self.description)
 
     @property
     def description(self) -> str:
@@ -169,12 +173,23 @@ def describe_choice() -> str:
 
 def open_broker(workdir: Path) -> Broker:
     kind = choice()
+    broker: Broker
     if kind == "existing":
         assert EXISTING is not None
-        return ExistingKafka(EXISTING)
-    if kind == "apache":
-        return ApacheKafka(workdir)
-    return MockKafka()
+        broker = ExistingKafka(EXISTING)
+    elif kind == "apache":
+        return ApacheKafka(workdir)  # noted by itself, as the suite's other clusters are
+    else:
+        broker = MockKafka()
+    USED.append(broker.description)
+    return broker
+
+
+def summary() -> str:
+    """The line the run ends with: the broker the Kafka tests used, or that none ran."""
+    if not USED:
+        return "kafka: no Kafka test ran"
+    return "kafka: the Kafka tests ran on " + "; ".join(USED)
 
 
 def real_only() -> pytest.MarkDecorator:

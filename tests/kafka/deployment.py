@@ -106,7 +106,7 @@ class Deployment:
             "kafka_partitions": PARTITIONS,
             "kafka_replication": broker.replication,
             # A real broker takes CreateTopics: the services and the projector create their
-            # topics as in production. The mock does not: they are pre-created below.
+            # topics as in production. The mock does not: they are pre-created in start().
             "kafka_create_topics": broker.creates_topics,
             "data_dir": str(workdir / "data"),
             "jwt_secret": SECRET,

@@ -17,9 +17,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.auth import Role
 from services.common.envelope import Envelope
+from services.common.kafka import dead_letter_topic
 from tests.factories import DISTRICTS, valid_credit_code
 from tests.kafka.brokers import ApacheKafka, real_only
-from tests.kafka.deployment import Deployment, eventually, read_topic
+from tests.kafka.deployment import PARTITIONS, Deployment, eventually, read_topic
 
 pytestmark = real_only()
 
@@ -36,6 +37,17 @@ async def leader_of(bootstrap: str, topic: str, partition: int = 0) -> int:
         )
     finally:
         await admin.close()
+
+
+async def replicas_by_topic(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
+    """Per topic, the number of replicas of each partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(topics)
+    finally:
+        await admin.close()
+    return {d["topic"]: [len(p["replicas"]) for p in d["partitions"]] for d in described}
 
 
 async def test_a_broker_of_three_killed_and_restarted_while_commands_keep_coming_loses_nothing(
@@ -80,6 +92,11 @@ async def test_a_broker_of_three_killed_and_restarted_while_commands_keep_coming
 
     try:
         await deployment.start()
+        # The platform made its topics itself: the configured partitions, 3 replicas each.
+        topics = [*deployment.topics.values(), dead_letter_topic(deployment.prefix)]
+        assert await replicas_by_topic(three_nodes.bootstrap, topics) == {
+            topic: [3] * PARTITIONS for topic in topics
+        }
         sender = asyncio.create_task(keep_sending())
         try:
             await eventually(lambda: len(accepted) >= 10, "the first commands")

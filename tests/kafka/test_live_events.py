@@ -1,7 +1,7 @@
 """Live events from the Kafka topics: ``KafkaTail`` and the distributed gateway's subscription.
 
-Against the same broker as ``test_kafka_bus.py`` (the mock cluster, or a real Kafka with
-``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``), each test with its own topic prefix. Every wait
+Against the suite's broker (``brokers.py``: a real Kafka where Java and Maven exist), each
+test with its own topic prefix. Every wait
 is on a condition under a deadline; "the tail is live" (``wait_live``) is the moment
 after which whatever is published must reach the subscribers.
 """

@@ -1,4 +1,4 @@
-"""The faust projection workers against a real Kafka-protocol broker (librdkafka's mock).
+"""The faust projection workers against the suite's Kafka (a real broker where Java exists).
 
 Registry events are made by the real command handlers, published to the registry topic
 the way the outbox relay does (key = stream, value = envelope JSON), and projected by the
