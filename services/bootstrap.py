@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from starlette.types import ASGIApp
 
 from services.common.application import CommandContext, Outcome
@@ -31,10 +31,12 @@ from services.common.commands import Command
 from services.common.config import ServiceSettings, Settings
 from services.common.envelope import Envelope
 from services.common.memory import InProcessBus
+from services.common.metrics import metrics_endpoint
 from services.common.module import CommandService, Lookup, ServiceModule, Wiring
+from services.common.observability import Check, Observed, readiness
 from services.common.ports import Bus, EventStore, ReadStore
 from services.common.process import Authorization, ProcessManager, Send
-from services.common.projection import Projection, ProjectionRunner, collections_of
+from services.common.projection import Projection, ProjectionRunner, ReplicaLag, collections_of
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
@@ -367,10 +369,37 @@ def embedded_app(
 ) -> ASGIApp:
     """GraphQL at /graphql and each service's command API at /api/<service>, one process."""
     schema = schema if schema is not None else limited_schema(platform.settings)
-    app = create_app(platform, verifier, lifespan, schema)
+    bound = platform.settings.ready_max_lag
+
+    async def caught_up() -> str | None:
+        lag = await platform.runner.behind()
+        return f"the read models are {lag} events behind" if bound and lag > bound else None
+
+    checks = {
+        **{f"{name} events": _answers(store) for name, store in platform.event_stores.items()},
+        "read store": _reads(platform.read_store),
+        "projections": caught_up,
+    }
+    app = create_app(platform, verifier, lifespan, schema, checks)
     for module in platform.modules:
         app.mount(f"/api/{module.name}", module.api(platform.services[module.name], verifier))
-    return BodyLimit(app, platform.settings.max_body_bytes)
+    return Observed(BodyLimit(app, platform.settings.max_body_bytes), "embedded")
+
+
+def _answers(store: EventStore) -> Check:
+    async def check() -> str | None:
+        await store.max_position()
+        return None
+
+    return check
+
+
+def _reads(store: ReadStore) -> Check:
+    async def check() -> str | None:
+        await store.position("readiness", "probe")
+        return None
+
+    return check
 
 
 def limited_schema(settings: Settings) -> Any:
@@ -438,8 +467,15 @@ def service_app(
             return {"status": "ok", "outbox": "flowing"}
         return {"status": "ok", "outbox": "waiting", "reason": relay.last_error}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        """Ready to take commands: its event store and the read store answer (Kafka being
+        down is not a reason: commands wait in the outbox)."""
+        return await readiness({"events": _answers(store), "read store": _reads(read_store)})
+
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     app.mount("/", api)
-    return BodyLimit(app, settings.max_body_bytes)
+    return Observed(BodyLimit(app, settings.max_body_bytes), module.name)
 
 
 def redacted(
@@ -500,5 +536,15 @@ def gateway_app(
             await read_store.close()
 
     schema = schema if schema is not None else limited_schema(settings)
-    app = create_app(backend, build_verifier(settings, regions), lifespan, schema)
-    return BodyLimit(app, settings.max_body_bytes)
+    bound = settings.ready_max_lag
+
+    async def caught_up() -> str | None:
+        """Behind by more than the bound, as the projector replicas last reported."""
+        lag = await ReplicaLag.total(read_store, utc_now())
+        if bound and lag is not None and lag > bound:
+            return f"the read models are {lag} events behind (projector replicas' reports)"
+        return None
+
+    checks = {"read store": _reads(read_store), "projections": caught_up}
+    app = create_app(backend, build_verifier(settings, regions), lifespan, schema, checks)
+    return Observed(BodyLimit(app, settings.max_body_bytes), "gateway")

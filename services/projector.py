@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -49,14 +51,24 @@ from services.common.config import Settings
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent
 from services.common.kafka_security import KafkaSecurity
+from services.common.metrics import DEAD_LETTERS, PROJECTION_LAG
 from services.common.module import CommandService
 from services.common.ports import Batch, ReadStore
 from services.common.process import ProcessManager
-from services.common.projection import Projection, RetryLater, collections_of, project
+from services.common.projection import (
+    Projection,
+    ReplicaLag,
+    RetryLater,
+    collections_of,
+    project,
+)
 from services.common.regions import RegionTree
 from services.common.remote import RemoteService
+from services.common.timeutil import utc_now
 
 log = structlog.get_logger(__name__)
+
+HEARTBEAT_INTERVAL = 5.0  # seconds between a replica's lag reports in the read store
 
 LAG = Gauge(
     "shuangjian_projector_lag",
@@ -195,6 +207,7 @@ class Projector:
                 if record.position > floor:  # not already dead-lettered before a redelivery
                     log.warning("projector.malformed", source=source, offset=record.offset)
                     await self.dead_letters(DeadLetter(record, exc.message))
+                    DEAD_LETTERS.labels("none").inc()
                 continue
             events.append(event)
             records[record.position] = record
@@ -360,6 +373,8 @@ def build_projector(
     projector = Projector(store, projections, send_dead_letter)
     app.projector = projector
 
+    lags: dict[TP, int] = {}  # this replica's partitions: messages not applied yet
+
     def update_lag(records: Iterable[Record]) -> None:
         last: dict[TP, int] = {}
         for record in records:
@@ -371,7 +386,12 @@ def build_projector(
             except Exception:  # no longer assigned (rebalance)
                 continue
             if highwater is not None:
-                LAG.labels(tp.topic, str(tp.partition)).set(max(highwater - offset - 1, 0))
+                lags[tp] = max(highwater - offset - 1, 0)
+                LAG.labels(tp.topic, str(tp.partition)).set(lags[tp])
+        for projection in projections:
+            read = {topics.events(source) for source in projection.sources}
+            behind = sum(lag for tp, lag in lags.items() if tp.topic in read)
+            PROJECTION_LAG.labels(projection.name).set(behind)
 
     def agent_for(service: str) -> Callable[[faust.StreamT[bytes]], Awaitable[None]]:
         async def consume(stream: faust.StreamT[bytes]) -> None:
@@ -418,6 +438,7 @@ def build_projector(
         projector.assigned = True
         # Lag is reported for the partitions this replica serves now, from their next batch.
         LAG.clear()
+        lags.clear()
 
     if own_store:
 
@@ -434,7 +455,25 @@ def build_projector(
             for client in clients:
                 await client.close()
 
+    # Every few seconds, this replica's lag into the read store: the gateway's readiness
+    # reads how far behind the read models are from there.
+    heartbeat = ReplicaLag(store, f"{socket.gethostname()}-{os.getpid()}")
+
+    @app.timer(HEARTBEAT_INTERVAL, on_leader=False)
+    async def _heartbeat() -> None:
+        if not projector.assigned:
+            return
+        try:
+            await heartbeat.publish(sum(lags.values()), utc_now())
+        except Exception as exc:  # the read store is down: the batches will say so too
+            log.warning("projector.heartbeat_failed", error=repr(exc))
+
     if web_port is not None:
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            # Alive: the worker's event loop answers (readiness is /ready).
+            return web.json({"status": "ok"})
 
         @app.page("/ready")
         async def ready(web: Any, request: Any) -> Any:

@@ -114,3 +114,9 @@ class EventTypes:
     @property
     def classes(self) -> list[type[DomainEvent]]:
         return list(self._classes.values())
+
+    @property
+    def service(self) -> str:
+        """The service these events belong to: their types' common prefix (``registry``)."""
+        services = {name.partition(".")[0] for name in self._classes}
+        return services.pop() if len(services) == 1 else "mixed"

@@ -52,6 +52,7 @@ from services.common.commands import (
 from services.common.config import BACKDATE_WINDOW_DAYS
 from services.common.envelope import Envelope
 from services.common.errors import BadInput, ConcurrencyConflict, Conflict, Forbidden
+from services.common.metrics import count_command
 from services.common.ports import EventStore
 from services.common.timeutil import utc_now
 
@@ -175,6 +176,16 @@ class Application(Generic[A]):
 
     async def handle(self, cmd: Command, ctx: CommandContext) -> Outcome[A]:
         """Decide ``cmd`` with the handler its table names, and store what it decided."""
+        done = count_command(self.events.service, type(cmd).__name__)
+        try:
+            outcome = await self._handle(cmd, ctx)
+        except Exception as error:
+            done(error)
+            raise
+        done(None)
+        return outcome
+
+    async def _handle(self, cmd: Command, ctx: CommandContext) -> Outcome[A]:
         table = self.tables.get(type(cmd))
         if table is None:
             raise TypeError(f"no handler for {type(cmd).__name__}")

@@ -168,6 +168,13 @@ class Settings(BaseSettings):
         "(UNAVAILABLE); subscriptions are not limited; 0: no limit.",
     )
 
+    ready_max_lag: int = Field(
+        10_000,
+        ge=0,
+        description="Events the read models may be behind before the gateway (or the "
+        "embedded suite) reports not ready at /readyz; 0: not checked.",
+    )
+
     log_level: str = "INFO"
     log_format: Literal["console", "json"] = "console"
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from copy import deepcopy
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import structlog
@@ -25,11 +26,50 @@ import structlog
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent
 from services.common.memory import InProcessBus
-from services.common.ports import Batch, CollectionSpec, EventStore, Increment, Put, ReadStore
+from services.common.metrics import DEAD_LETTERS as DEAD_LETTERS_TOTAL
+from services.common.metrics import PROJECTION_LAG
+from services.common.ports import (
+    Batch,
+    CollectionSpec,
+    EventStore,
+    Increment,
+    Put,
+    Query,
+    ReadStore,
+)
 
 log = structlog.get_logger(__name__)
 
 DEAD_LETTERS = CollectionSpec("dead_letters", indexes=("projection",))
+# Each projector replica's lag, refreshed every few seconds (``ReplicaLag``): how far the
+# read models are behind, for readiness in processes that do not run the projections.
+REPLICAS = CollectionSpec("projector_replicas")
+FRESH_WITHIN = timedelta(seconds=30)
+
+
+class ReplicaLag:
+    """One projector replica's heartbeat in the read store, and the sum a reader sees."""
+
+    def __init__(self, store: ReadStore, replica: str) -> None:
+        self.store = store
+        self.replica = replica
+
+    async def publish(self, lag: int, now: datetime) -> None:
+        stamp = int(now.timestamp() * 1000)  # a heartbeat is newer than the one before
+        doc = {"lag": lag, "at": now.isoformat()}
+        put = Put(REPLICAS.name, self.replica, doc, stamp)
+        await self.store.commit(Batch("projector.heartbeat", self.replica, stamp, puts=[put]))
+
+    @staticmethod
+    async def total(store: ReadStore, now: datetime) -> int | None:
+        """The lag of every replica heard from lately, summed; None when none was."""
+        page = await store.find(Query(REPLICAS.name, first=1000))
+        fresh = [
+            int(doc["lag"])
+            for doc in page.items
+            if now - datetime.fromisoformat(doc["at"]) <= FRESH_WITHIN
+        ]
+        return sum(fresh) if fresh else None
 
 
 class RetryLater(Exception):
@@ -199,6 +239,8 @@ async def project(
             unit.end()
     if unit.position > start:
         await store.commit(unit.batch())
+    if parked:
+        DEAD_LETTERS_TOTAL.labels(projection.name).inc(len(parked))
     if on_parked is not None:
         for event, reason in parked:
             on_parked(event, reason)
@@ -207,7 +249,7 @@ async def project(
 
 def collections_of(projections: Sequence[Projection]) -> list[CollectionSpec]:
     """Every collection the projections write, and the dead letters, once each."""
-    specs = [DEAD_LETTERS, *(c for p in projections for c in p.collections)]
+    specs = [DEAD_LETTERS, REPLICAS, *(c for p in projections for c in p.collections)]
     return list({c.name: c for c in specs}.values())
 
 
@@ -275,8 +317,24 @@ class ProjectionRunner:
                 if not events:
                     break
                 await self._apply(name, events, waiting)
+        await self.behind()
         if waiting:
             raise next(iter(waiting.values()))
+
+    async def behind(self) -> int:
+        """Events the furthest-behind projection has still to apply; also sets
+        ``shuangjian_projection_lag_events`` for each (summed over its sources)."""
+        ends = {name: await store.max_position() for name, store in self.event_stores.items()}
+        furthest = 0
+        for projection in self.projections:
+            lag = sum(
+                max(ends[source] - self._positions.get((projection.name, source), 0), 0)
+                for source in projection.sources
+                if source in ends
+            )
+            PROJECTION_LAG.labels(projection.name).set(lag)
+            furthest = max(furthest, lag)
+        return furthest
 
     async def _apply(
         self,

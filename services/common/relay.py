@@ -12,7 +12,10 @@ import contextlib
 
 import structlog
 
+from services.common.envelope import Envelope
+from services.common.metrics import OUTBOX_DEPTH, OUTBOX_OLDEST_AGE
 from services.common.ports import Bus, EventStore
+from services.common.timeutil import utc_now
 
 log = structlog.get_logger(__name__)
 
@@ -47,12 +50,32 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch; returns how many events went out."""
         events = await self.store.unpublished(self.batch_size)
+        depth = await self._observe(events)
         if not events:
             return 0
         await self.bus.publish(events)
         await self.store.mark_published(events)
         self.published += len(events)
+        if depth == len(events):
+            OUTBOX_DEPTH.labels(self.name).set(0)
+            OUTBOX_OLDEST_AGE.labels(self.name).set(0)
         return len(events)
+
+    async def _observe(self, pending: list[Envelope]) -> int:
+        """Set the outbox gauges from the oldest unpublished events; returns the depth.
+
+        Events go out in position order, so every position from the oldest unpublished one
+        to the newest is waiting (the count of a store that skips a void position is one
+        over, briefly)."""
+        if not pending:
+            depth, age = 0, 0.0
+        else:
+            first = pending[0]
+            depth = max(await self.store.max_position() - (first.position or 1) + 1, len(pending))
+            age = max((utc_now() - first.recorded_at).total_seconds(), 0.0)
+        OUTBOX_DEPTH.labels(self.name).set(depth)
+        OUTBOX_OLDEST_AGE.labels(self.name).set(age)
+        return depth
 
     async def drain(self) -> None:
         while await self.relay_once():

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from strawberry.types.unset import UNSET
 from services.common.auth import TokenVerifier
 from services.common.errors import BadInput, Unauthenticated
 from services.common.http import error_body
+from services.common.metrics import metrics_endpoint
+from services.common.observability import Check, label_request, readiness
 from services.gateway.context import Backend, GatewayContext
 from services.gateway.schema import MAX_TOKENS, build_schema
 
@@ -254,7 +256,7 @@ class ShuangjianGraphQL(GraphQLRouter[GatewayContext, None]):
         request_data: GraphQLRequestData,
     ) -> ExecutionResult:
         check_operation(request_adapter.method, request_data)
-        return await super().execute_single(
+        result = await super().execute_single(
             request=request,
             request_adapter=request_adapter,
             sub_response=sub_response,
@@ -262,6 +264,12 @@ class ShuangjianGraphQL(GraphQLRouter[GatewayContext, None]):
             root_value=root_value,
             request_data=request_data,
         )
+        code = None
+        if result.errors:
+            code = str((result.errors[0].extensions or {}).get("code", "BAD_INPUT"))
+        operation = context.operation or "invalid"
+        label_request(request.scope, operation=f"graphql {operation}", code=code)
+        return result
 
     async def process_result(self, request: Request, result: Any) -> Any:
         """Syntax errors (and the token limit) stop before any extension runs: code them."""
@@ -349,7 +357,11 @@ def create_app(
     verifier: TokenVerifier,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     schema: strawberry.Schema | None = None,
+    checks: Mapping[str, Check] | None = None,
 ) -> FastAPI:
+    """The gateway's app: GraphQL at /graphql, ``/healthz`` (alive), ``/readyz`` (every
+    one of ``checks`` passes) and ``/metrics``."""
+
     async def context(connection: HTTPConnection) -> GatewayContext:
         header = connection.headers.get("authorization")
         if connection.scope["type"] == "websocket":
@@ -389,6 +401,11 @@ def create_app(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        return await readiness(checks or {})
+
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
     return app
 
 

@@ -59,6 +59,9 @@ class GatewayContext(BaseContext):
         super().__init__()
         self.backend = backend
         self._principal = principal
+        # "query region", "mutation registerInstitution": set when the operation executes,
+        # for the metrics (``observe.OperationLabel``).
+        self.operation: str | None = None
         self._loaders: dict[str, DataLoader[str, dict[str, Any] | None]] = {}
 
     @property

@@ -40,6 +40,7 @@ from services.gateway import finance, inspections, registry
 from services.gateway.cost import QueryCost
 from services.gateway.errors import ErrorCodes
 from services.gateway.kit import KIT, Slice
+from services.gateway.observe import OperationLabel
 from services.gateway.scalars import SCALARS
 
 SLICES: tuple[Slice, ...] = (registry.SLICE, inspections.SLICE, finance.SLICE)
@@ -165,6 +166,7 @@ def compose(
         # Parsing and validating the same query text again costs ~2 ms a request (bench/).
         extensions=[
             ErrorCodes,
+            OperationLabel,
             # Hostile queries: nesting, size and alias fan-out are bounded before execution.
             QueryLimits,
             lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
