@@ -318,15 +318,37 @@ def rebuild(
         Path | None, typer.Option(help="Where the embedded SQLite files live.")
     ] = None,
 ) -> None:
-    """Drop every read model and rebuild it by replaying the event stores.
+    """Drop every read model and rebuild it by replaying the events.
 
-    Refused while anything else uses the data dir (`up`, `serve`, `gateway`, `project`).
-    The documents come back identical (guarantee 6).
+    Embedded: replays the event stores now; refused while anything else uses the data dir
+    (`up`, `serve`, `gateway`, `project`). Distributed (SHUANGJIAN_KAFKA_BOOTSTRAP set):
+    drops the read models and moves the projector group's offsets back to the start of
+    the topics, refused while projector replicas run; the projector replays when it next
+    starts. The documents come back identical (guarantee 6).
     """
     settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
     configure_logging(settings.log_level, settings.log_format)
+    if settings.bus == "kafka":
+        _reset_distributed(settings)
+        return
     with data_dir_held(settings, "rebuild", exclusive=True):
         asyncio.run(_replay(settings))
+
+
+def _reset_distributed(settings: Settings) -> None:
+    from services.projector import ProjectorRunning, reset_for_replay
+
+    try:
+        with console.status("Resetting the read models and the projector's offsets…"):
+            reset = asyncio.run(reset_for_replay(settings))
+    except ProjectorRunning as exc:
+        refuse(str(exc))
+    for name in reset:
+        console.print(f"Reset {name}.")
+    console.print(
+        "The projector replays every event into them when it starts: watch "
+        "shuangjian_projection_lag_events fall to 0, and /readyz on the gateway."
+    )
 
 
 async def _replay(settings: Settings) -> None:

@@ -33,6 +33,8 @@ from typing import Any
 
 import faust
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
@@ -65,6 +67,7 @@ from services.common.projection import (
 from services.common.regions import RegionTree
 from services.common.remote import RemoteService
 from services.common.timeutil import utc_now
+from services.common.topology import TOPIC_CONFIG
 
 log = structlog.get_logger(__name__)
 
@@ -358,6 +361,7 @@ def build_projector(
         internal=True,
         partitions=settings.kafka_partitions,
         replicas=settings.kafka_replication,
+        config=TOPIC_CONFIG,
     )
 
     async def send_dead_letter(letter: DeadLetter) -> None:
@@ -427,6 +431,7 @@ def build_projector(
             internal=True,
             partitions=settings.kafka_partitions,
             replicas=settings.kafka_replication,
+            config=TOPIC_CONFIG,
         )
         app.agent(topic, name=f"shuangjian.projector.{service}")(agent_for(service))
 
@@ -464,6 +469,7 @@ def build_projector(
         if not projector.assigned:
             return
         try:
+            await projector.prepare()
             await heartbeat.publish(sum(lags.values()), utc_now())
         except Exception as exc:  # the read store is down: the batches will say so too
             log.warning("projector.heartbeat_failed", error=repr(exc))
@@ -514,3 +520,75 @@ if __name__ == "__main__":
     _settings = Settings.model_validate({})
     configure_logging(_settings.log_level, _settings.log_format)
     run_projector(_settings)
+
+
+class ProjectorRunning(Exception):
+    """A rebuild was asked for while projector replicas consume the topics."""
+
+
+async def reset_for_replay(settings: Settings, modules: Modules = MODULES) -> list[str]:
+    """The distributed rebuild (``shuangjian rebuild`` with Kafka): every read model is
+    dropped and the projector group's offsets go back to the start of the topics, so the
+    projector replays every event into them when it next starts. Returns the read models
+    reset.
+
+    Refused (``ProjectorRunning``) while the group has members: a running replica would
+    go on from where it was and the read models would miss what it skips. Offsets first,
+    read models second: cut short in between, the projector replays onto intact read
+    models, whose positions skip what they hold, and running the command again finishes.
+    The process managers keep their positions: they do not act on an event twice.
+    """
+    assert settings.kafka_bootstrap is not None, "the distributed rebuild needs Kafka"
+    topics = topology(settings, modules)
+    client = {"bootstrap_servers": settings.kafka_bootstrap}
+    client |= KafkaSecurity.from_settings(settings).aiokafka()
+    admin = AIOKafkaAdminClient(**client)
+    await admin.start()
+    try:
+        members = await _members(admin, topics.group)
+        described = await admin.describe_topics(topics.event_topics)
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        if topic["error_code"] == 0
+        for p in topic["partitions"]
+    ]
+    if members:
+        raise ProjectorRunning(
+            f"{members} projector replica(s) consume as group {topics.group!r}: stop them "
+            "first (e.g. kubectl scale deployment/projector --replicas=0), then run the "
+            "rebuild, then start them again"
+        )
+    consumer = AIOKafkaConsumer(group_id=topics.group, enable_auto_commit=False, **client)
+    await consumer.start()
+    try:
+        if partitions:
+            consumer.assign(partitions)
+            starts = await consumer.beginning_offsets(partitions)
+            await consumer.commit(dict(starts))
+    finally:
+        await consumer.stop()
+    store = build_read_store(settings)
+    try:
+        own = service_settings(modules)
+        readers = build_projections(settings, RegionTree.load(), modules, own)
+        await store.ensure(collections_of(readers))
+        for projection in readers:
+            await store.reset(projection.name, [c.name for c in projection.collections])
+    finally:
+        await store.close()
+    return [projection.name for projection in readers]
+
+
+async def _members(admin: AIOKafkaAdminClient, group: str) -> int:
+    """How many members the consumer group has now (0: empty, or it never existed)."""
+    responses = await admin.describe_consumer_groups([group])
+    count = 0
+    for response in responses:
+        for description in response.groups:
+            error, _, state, _, _, members = description[:6]
+            if error == 0 and state not in ("Dead", "Empty"):
+                count += len(members)
+    return count

@@ -43,7 +43,7 @@ from services.common.errors import MalformedEvent, Unavailable
 from services.common.kafka_security import KafkaSecurity
 from services.common.live import LiveSubscription, Signal
 from services.common.ports import Bus
-from services.common.topology import dead_letter_topic, events_topic
+from services.common.topology import TOPIC_CONFIG, dead_letter_topic, events_topic
 
 __all__ = ["KafkaBus", "KafkaTail", "TailSubscription", "dead_letter_topic", "events_topic"]
 
@@ -227,7 +227,10 @@ class KafkaBus(Bus):
             request_timeout_ms=self.request_timeout_ms,
             **self.security.aiokafka(),
         )
-        wanted = [NewTopic(name, self.partitions, replication) for name in self.topics]
+        wanted = [
+            NewTopic(name, self.partitions, replication, topic_configs=TOPIC_CONFIG)
+            for name in self.topics
+        ]
         try:
             async with asyncio.timeout(self.request_timeout_ms / 1000):
                 await admin.start()

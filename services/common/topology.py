@@ -19,6 +19,12 @@ def dead_letter_topic(prefix: str) -> str:
     return f"{prefix}.dead-letters"
 
 
+# Topic configuration the platform creates its topics with. The events are kept for good:
+# a read model is rebuilt by replaying its topics from the start (``shuangjian rebuild``),
+# so nothing may age out of them. Dead letters too: each one is a case for an operator.
+TOPIC_CONFIG = {"retention.ms": "-1", "cleanup.policy": "delete"}
+
+
 @dataclass(frozen=True)
 class Topology:
     """The topics of a deployment: its prefix and the services it runs."""

@@ -88,7 +88,7 @@ class ApacheKafka(Broker):
     def description(self) -> str:
         listener = "SASL_SSL" if self.security else "PLAINTEXT"
         return (
-            f"Apache Kafka {apache.KAFKA_VERSION} (KRaft, {self.nodes} nodes, {listener}) "
+            f"Apache Kafka {apache.KAFKA_VERSION} (KRaft, {self.nodes} node{'s' if self.nodes > 1 else ''}, {listener}) "
             f"at {self.bootstrap}"
         )
 

@@ -9,8 +9,10 @@ names is one test; each compares the read models with a full replay of the event
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,7 +47,8 @@ from tests.kafka.deployment import (
     read_topic,
     topic_ends,
 )
-from tests.kafka.readmodels import POLICY, REGIONS
+from tests.kafka.readmodels import POLICY, REGIONS, Snapshot
+from tests.processes import SHUANGJIAN
 from tests.rollups import recount, stored_rollups
 
 REGISTER = """
@@ -617,15 +620,22 @@ async def test_commands_are_accepted_while_kafka_is_down_and_all_arrive_once_it_
     assert await deployment.snapshot() == await deployment.replay()
 
 
+async def registered_and_projected(deployment: Deployment, prefix: str, count: int) -> Snapshot:
+    """Every process started, ``count`` institutions registered and approved over REST by
+    a 固原 importer and projected: the read models then."""
+    await deployment.start()
+    guyuan = deployment.token(Role.IMPORTER, "640400")
+    accepted = await deployment.commands(registrations(prefix, count), token=guyuan)
+    assert all(r.status_code < 300 for r in accepted)
+    await eventually(deployment.caught_up, "the projector to apply the registrations")
+    return await deployment.snapshot()
+
+
 async def test_every_event_delivered_twice_leaves_the_read_models_identical(
     deployment: Deployment,
 ) -> None:
-    await deployment.start()
+    once = await registered_and_projected(deployment, "twice", 10)
     guyuan = deployment.token(Role.IMPORTER, "640400")
-    accepted = await deployment.commands(registrations("twice", 10), token=guyuan)
-    assert all(r.status_code < 300 for r in accepted)
-    await eventually(deployment.caught_up, "the projector to apply the first delivery")
-    once = await deployment.snapshot()
     assert once == await deployment.replay()
 
     # At-least-once delivery: the relay may send a batch again. Here: all of it.
@@ -676,3 +686,37 @@ async def test_a_malformed_message_is_dead_lettered_and_later_events_still_apply
     assert reasons[1].startswith("not JSON"), reasons
     await eventually(deployment.caught_up, "the projector to move past the garbage")
     assert await deployment.snapshot() == await deployment.replay()
+
+
+async def test_the_distributed_rebuild_waits_for_the_projector_to_stop_then_replays_the_topics(
+    deployment: Deployment,
+) -> None:
+    before = await registered_and_projected(deployment, "rebuilt", 5)
+    assert len(before[INSTITUTIONS.name]) == 5
+
+    def rebuild() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SHUANGJIAN), "rebuild"],
+            env=deployment.registry.env,
+            cwd=deployment.workdir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = await asyncio.to_thread(rebuild)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "projector replica(s) consume as group" in refused.stderr
+    assert await deployment.snapshot() == before  # nothing was touched
+
+    deployment.projector.stop()  # leaves the group
+    done = await asyncio.to_thread(rebuild)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Reset registry.institutions." in done.stdout
+    assert (await deployment.snapshot())[INSTITUTIONS.name] == []
+    group = f"{deployment.prefix}-projector"
+    assert set((await committed(deployment.bootstrap, group, deployment.topic)).values()) == {0}
+
+    await deployment.start(deployment.projector)
+    await eventually(deployment.caught_up, "the projector to replay the topics")
+    assert await deployment.snapshot() == before == await deployment.replay()
