@@ -87,9 +87,9 @@ class ApacheKafka(Broker):
     @property
     def description(self) -> str:
         listener = "SASL_SSL" if self.security else "PLAINTEXT"
+        nodes = f"{self.nodes} node" + ("s" if self.nodes > 1 else "")
         return (
-            f"Apache Kafka {apache.KAFKA_VERSION} (KRaft, {self.nodes} node{'s' if self.nodes > 1 else ''}, {listener}) "
-            f"at {self.bootstrap}"
+            f"Apache Kafka {apache.KAFKA_VERSION} (KRaft, {nodes}, {listener}) at {self.bootstrap}"
         )
 
     def down(self) -> None:
