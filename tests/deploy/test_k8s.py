@@ -996,3 +996,28 @@ def test_everything_lands_in_the_overlays_namespace(kustomization: str) -> None:
     # No object hard-codes another namespace inside it (service URLs stay relative).
     texts = [v for obj in objects for v in _walk(obj) if isinstance(v, str)]
     assert not [t for t in texts if ".svc.cluster.local" in t]
+
+
+def test_the_rebuild_job_is_valid_safe_and_runs_as_the_projector_with_the_overlays_image() -> None:
+    """``deploy/k8s/jobs/rebuild``: the one-off ``shuangjian rebuild`` (README)."""
+    objects = render("jobs/rebuild")
+    assert [obj["kind"] for obj in objects] == ["Job"]
+    (job,) = objects
+    assert validate_builtin(job) is None
+    assert check_all(objects) == []
+    pod = job["spec"]["template"]
+    # The platform's egress to Kafka and MongoDB selects app.kubernetes.io/name.
+    assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "shuangjian"
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["rebuild"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["SHUANGJIAN_KAFKA_SASL_USERNAME"]["value"] == f"{PREFIX}-projector"
+    tags = {
+        c["image"]
+        for overlay in OVERLAYS
+        for obj in render(overlay)
+        if obj["kind"] == "Deployment"
+        for c in obj["spec"]["template"]["spec"]["containers"]
+        if c["image"].startswith(IMAGE)
+    }
+    assert container["image"] in tags
