@@ -10,6 +10,7 @@ the same variables.
 from __future__ import annotations
 
 import abc
+import os
 from datetime import date
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.common.workdays import WorkCalendar
 
-SOURCES = SettingsConfigDict(env_prefix="SHUANGJIAN_", env_file=".env", extra="ignore")
+# Secrets may also come as files (Docker and Kubernetes secrets): in the folder
+# SHUANGJIAN_SECRETS_DIR, a file named after a variable in lower case (shuangjian_jwt_secret)
+# holds its value; a variable that is set wins.
+SOURCES = SettingsConfigDict(
+    env_prefix="SHUANGJIAN_",
+    env_file=".env",
+    extra="ignore",
+    secrets_dir=os.environ.get("SHUANGJIAN_SECRETS_DIR") or None,
+)
 # Days a fact may be back-dated without the admin or importer role (every service).
 BACKDATE_WINDOW_DAYS = 3
 
