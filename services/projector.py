@@ -35,6 +35,7 @@ import faust
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
@@ -523,7 +524,8 @@ if __name__ == "__main__":
 
 
 class ProjectorRunning(Exception):
-    """A rebuild was asked for while projector replicas consume the topics."""
+    """A rebuild was asked for while projector replicas consume the topics (or while
+    nobody can tell whether they do)."""
 
 
 async def reset_for_replay(settings: Settings, modules: Modules = MODULES) -> list[str]:
@@ -547,6 +549,11 @@ async def reset_for_replay(settings: Settings, modules: Modules = MODULES) -> li
     try:
         members = await _members(admin, topics.group)
         described = await admin.describe_topics(topics.event_topics)
+    except KafkaError as exc:  # e.g. a broker that does not answer DescribeGroups
+        raise ProjectorRunning(
+            f"cannot tell whether projector replicas consume as group {topics.group!r}: "
+            f"{exc!r}; nothing was changed"
+        ) from exc
     finally:
         await admin.close()
     partitions = [

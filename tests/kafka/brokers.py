@@ -139,7 +139,7 @@ class MockKafka(Broker):
 class ExistingKafka(Broker):
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.nodes = 3  # replication is capped at the broker count where topics are made
+        self.nodes = asyncio.run(_brokers(bootstrap))  # a one-broker compose stack: 1
 
     @property
     def description(self) -> str:
@@ -217,3 +217,15 @@ async def create_topics(
         error = for_code(entry[1])
         if entry[1] != 0 and error is not TopicAlreadyExistsError:
             raise RuntimeError(f"creating topic {entry[0]} failed: {error.__name__}")
+
+
+async def _brokers(bootstrap: str) -> int:
+    """How many brokers the cluster at ``bootstrap`` has now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    async with asyncio.timeout(60):
+        await admin.start()
+        try:
+            cluster = await admin.describe_cluster()
+        finally:
+            await admin.close()
+    return len(cluster["brokers"])
