@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -201,6 +202,36 @@ async def test_a_mutation_goes_gateway_service_kafka_projector_and_shows_in_grap
     assert await deployment.snapshot() == await deployment.replay()
     lags = served_lags(await deployment.metrics())
     assert lags and all(lag == 0 for lag in lags.values()), lags
+    await every_process_is_observable(deployment)
+
+
+async def every_process_is_observable(deployment: Deployment) -> None:
+    """Each process answers its probes and serves its metrics, as Kubernetes and
+    Prometheus ask them (deploy/k8s)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        for url in (deployment.registry_url, deployment.gateway_url):
+            ready = await client.get(f"{url}/readyz")
+            assert ready.status_code == 200, ready.text
+        assert (await client.get(f"{deployment.projector_url}/healthz")).status_code == 200
+        registry = (await client.get(f"{deployment.registry_url}/metrics")).text
+        gateway = (await client.get(f"{deployment.gateway_url}/metrics")).text
+    commands = "shuangjian_commands_total"
+    assert sample(registry, commands, command="RegisterInstitution", outcome="ok") == 1
+    assert sample(registry, commands, command="ResumeInstitution", outcome="CONFLICT") == 1
+    operation = "graphql mutation registerInstitution"
+    assert sample(gateway, "shuangjian_http_requests_total", operation=operation, code="200")
+    assert sample(registry, "shuangjian_outbox_depth", service="registry") == 0
+    lag = "shuangjian_projection_lag_events"
+    assert sample(await deployment.metrics(), lag, projection="registry.institutions") == 0
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of the sample ``name`` whose labels include ``labels`` (None: none)."""
+    for family in text_string_to_metric_families(metrics):
+        for found in family.samples:
+            if found.name == name and labels.items() <= found.labels.items():
+                return found.value
+    return None
 
 
 async def test_an_inspection_goes_through_both_services_the_projector_and_the_process_manager(
