@@ -62,8 +62,8 @@ class Observed:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        correlation = _correlation(scope)
-        with structlog.contextvars.bound_contextvars(correlation_id=correlation[:200]):
+        correlation = _correlation(scope)[:200]  # as much as a handler would accept
+        with structlog.contextvars.bound_contextvars(correlation_id=correlation):
             if scope["type"] == "websocket":
                 await self.app(scope, receive, send)
                 return

@@ -117,7 +117,8 @@ class MockKafka(Broker):
 
     @property
     def description(self) -> str:
-        return "librdkafka's mock cluster (3 brokers)"
+        why = apache.reason or "SHUANGJIAN_TEST_KAFKA=mock"
+        return f"librdkafka's mock cluster (3 brokers), not a real Kafka: {why}"
 
     def down(self) -> None:
         self.cluster.down()
