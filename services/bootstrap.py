@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response
 from starlette.types import ASGIApp
 
 from services.common.application import CommandContext, Outcome
@@ -30,6 +30,7 @@ from services.common.auth import SYSTEM, Principal, TokenVerifier, load_or_creat
 from services.common.commands import Command
 from services.common.config import ServiceSettings, Settings
 from services.common.envelope import Envelope
+from services.common.ingest import INGEST_PATH, Catalog, Execute, IngestLimits, ingest_router
 from services.common.memory import InProcessBus
 from services.common.metrics import metrics_endpoint
 from services.common.module import CommandService, Lookup, ServiceModule, Wiring
@@ -39,6 +40,7 @@ from services.common.process import Authorization, ProcessManager, Send
 from services.common.projection import Projection, ProjectionRunner, ReplicaLag, collections_of
 from services.common.regions import RegionTree
 from services.common.relay import OutboxRelay
+from services.common.schemas import schema_routes
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
 from services.common.timers import TimerRunner
 from services.common.timeutil import utc_now
@@ -381,9 +383,21 @@ def embedded_app(
         "projections": caught_up,
     }
     app = create_app(platform, verifier, lifespan, schema, checks)
+    app.include_router(ingestion(platform.settings, platform.modules, platform.execute, verifier))
+    app.include_router(schema_routes(platform.modules))
     for module in platform.modules:
         app.mount(f"/api/{module.name}", module.api(platform.services[module.name], verifier))
-    return Observed(BodyLimit(app, platform.settings.max_body_bytes), "embedded")
+    limited = BodyLimit(app, platform.settings.max_body_bytes, streamed=[INGEST_PATH])
+    return Observed(limited, "embedded")
+
+
+def ingestion(
+    settings: Settings, modules: Modules, execute: Execute, verifier: TokenVerifier
+) -> APIRouter:
+    """``POST /api/ingest`` over every module's commands (``services/common/ingest.py``)."""
+    catalog = Catalog({module.name: module.commands for module in modules})
+    limits = IngestLimits(settings.ingest_max_line_bytes, settings.ingest_max_lines)
+    return ingest_router(catalog, execute, verifier, limits)
 
 
 def _answers(store: EventStore) -> Check:
@@ -474,6 +488,7 @@ def service_app(
         return await readiness({"events": _answers(store), "read store": _reads(read_store)})
 
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.include_router(schema_routes((module,)))
     app.mount("/", api)
     return Observed(BodyLimit(app, settings.max_body_bytes), module.name)
 
@@ -546,5 +561,9 @@ def gateway_app(
         return None
 
     checks = {"read store": _reads(read_store), "projections": caught_up}
-    app = create_app(backend, build_verifier(settings, regions), lifespan, schema, checks)
-    return Observed(BodyLimit(app, settings.max_body_bytes), "gateway")
+    verifier = build_verifier(settings, regions)
+    app = create_app(backend, verifier, lifespan, schema, checks)
+    app.include_router(ingestion(settings, modules, backend.execute, verifier))
+    app.include_router(schema_routes(modules))
+    limited = BodyLimit(app, settings.max_body_bytes, streamed=[INGEST_PATH])
+    return Observed(limited, "gateway")

@@ -169,6 +169,12 @@ class Settings(BaseSettings):
         description="Largest estimated cost of one GraphQL operation (each field 1, times the "
         "size of every list around it), refused before it runs; 0: no limit.",
     )
+    ingest_max_line_bytes: int = Field(
+        64 * 1024, ge=1024, le=16 * 1024 * 1024, description="Largest line of /api/ingest."
+    )
+    ingest_max_lines: int = Field(
+        100_000, ge=1, le=10_000_000, description="Most lines one /api/ingest stream holds."
+    )
     request_timeout: float = Field(
         10.0,
         ge=0,
