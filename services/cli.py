@@ -368,3 +368,89 @@ async def _replay(settings: Settings) -> None:
                 console.print(f"Rebuilt {member.name}.")
     finally:
         await platform.stop()
+
+
+@app.command()
+def schemas(
+    out: Annotated[
+        Path, typer.Option(help="The folder to write them to (exactly these files).")
+    ] = Path("contract/schemas"),
+) -> None:
+    """Write the JSON Schemas of every command and event type (what district systems and
+    consumers validate against); the checked-in contract/schemas must match the code."""
+    from services.common.schemas import write_schemas
+
+    try:
+        changed = write_schemas(MODULES, out)
+    except OSError as exc:
+        refuse(f"cannot write the schemas to {out}: {exc.strerror or exc}")
+    for path in changed:
+        console.print(f"Wrote {out / path}." if (out / path).exists() else f"Removed {path}.")
+    console.print(f"{out}: {'up to date' if not changed else f'{len(changed)} file(s) changed'}.")
+
+
+import_app = typer.Typer(
+    help="Import district spreadsheets (.xlsx, .csv) through the ordinary commands.",
+    no_args_is_help=True,
+)
+app.add_typer(import_app, name="import")
+
+
+class ImportKind(enum.StrEnum):
+    INSTITUTIONS = "institutions"
+    INSPECTIONS = "inspections"
+    ORDERS = "orders"
+
+
+def _import_command(kind: ImportKind) -> None:
+    @import_app.command(kind.value)
+    def command(
+        path: Annotated[Path, typer.Argument(help=".xlsx or .csv (UTF-8 or GB18030)")],
+        region: Annotated[
+            str | None,
+            typer.Option(help="Scope the importer to a region; rows outside are FORBIDDEN."),
+        ] = None,
+        data_dir: Annotated[
+            Path | None, typer.Option(help="Where the embedded SQLite files live.")
+        ] = None,
+        errors: Annotated[
+            Path | None, typer.Option(help="The error file (default <name>.errors.csv beside it).")
+        ] = None,
+        progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    ) -> None:
+        """Import PATH: exit 0 when no row failed, 1 when some did, 2 when the file was refused.
+
+        Re-importing the same file changes nothing (a row's identity comes from its data).
+        """
+        from services.importing.cli import run_import
+
+        settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
+        configure_logging(settings.log_level, settings.log_format)
+        with data_dir_held(settings, "import", exclusive=True):
+            code = run_import(
+                kind.value,
+                path,
+                settings,
+                region=region,
+                errors_path=errors,
+                console=console,
+                progress=progress,
+            )
+        raise typer.Exit(code)
+
+    command.__name__ = f"import_{kind.value}"
+
+
+for _kind in ImportKind:
+    _import_command(_kind)
+
+
+@import_app.command("template")
+def import_template(
+    kind: Annotated[ImportKind, typer.Argument(help="What the sheet holds.")],
+    out: Annotated[Path, typer.Option("--out", help="The .xlsx to write.")],
+) -> None:
+    """Write a blank template: Chinese headers, a 说明 sheet, dropdowns for the enum columns."""
+    from services.importing.cli import write_template_command
+
+    raise typer.Exit(write_template_command(kind.value, out, console))
