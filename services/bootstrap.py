@@ -49,6 +49,8 @@ from services.finance.module import MODULE as FINANCE
 from services.gateway.app import BodyLimit, create_app
 from services.gateway.remote import DistributedBackend
 from services.gateway.schema import build_schema
+from services.importing.http import IMPORT_PREFIX, import_router
+from services.importing.jobs import ImportJobs
 from services.inspections.module import MODULE as INSPECTIONS
 from services.processes import PROCESSES
 from services.registry.module import MODULE as REGISTRY
@@ -382,13 +384,23 @@ def embedded_app(
         "read store": _reads(platform.read_store),
         "projections": caught_up,
     }
-    app = create_app(platform, verifier, lifespan, schema, checks)
+    jobs = ImportJobs(platform.execute)
+    app = create_app(platform, verifier, lifespan, schema, checks, imports=jobs)
     app.include_router(ingestion(platform.settings, platform.modules, platform.execute, verifier))
+    app.include_router(importing(platform.settings, jobs, verifier))
     app.include_router(schema_routes(platform.modules))
     for module in platform.modules:
         app.mount(f"/api/{module.name}", module.api(platform.services[module.name], verifier))
-    limited = BodyLimit(app, platform.settings.max_body_bytes, streamed=[INGEST_PATH])
+    limited = BodyLimit(app, platform.settings.max_body_bytes, streamed=STREAMED)
     return Observed(limited, "embedded")
+
+
+STREAMED = (INGEST_PATH, IMPORT_PREFIX)  # bodies their handlers bound as they read them
+
+
+def importing(settings: Settings, jobs: ImportJobs, verifier: TokenVerifier) -> APIRouter:
+    """``POST /api/import/{kind}`` and its jobs (``services/importing/http.py``)."""
+    return import_router(jobs, verifier, settings.data_dir / "imports", settings.import_max_bytes)
 
 
 def ingestion(
@@ -562,8 +574,10 @@ def gateway_app(
 
     checks = {"read store": _reads(read_store), "projections": caught_up}
     verifier = build_verifier(settings, regions)
-    app = create_app(backend, verifier, lifespan, schema, checks)
+    jobs = ImportJobs(backend.execute)
+    app = create_app(backend, verifier, lifespan, schema, checks, imports=jobs)
     app.include_router(ingestion(settings, modules, backend.execute, verifier))
+    app.include_router(importing(settings, jobs, verifier))
     app.include_router(schema_routes(modules))
-    limited = BodyLimit(app, settings.max_body_bytes, streamed=[INGEST_PATH])
+    limited = BodyLimit(app, settings.max_body_bytes, streamed=STREAMED)
     return Observed(limited, "gateway")

@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     ingest_max_lines: int = Field(
         100_000, ge=1, le=10_000_000, description="Most lines one /api/ingest stream holds."
     )
+    import_max_bytes: int = Field(
+        50 * 1024 * 1024, ge=1024, description="Largest spreadsheet POST /api/import takes."
+    )
     request_timeout: float = Field(
         10.0,
         ge=0,

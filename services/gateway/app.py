@@ -47,6 +47,7 @@ from services.common.metrics import metrics_endpoint
 from services.common.observability import Check, label_request, readiness
 from services.gateway.context import Backend, GatewayContext
 from services.gateway.schema import MAX_TOKENS, build_schema
+from services.importing.jobs import ImportJobs
 
 GRAPHQL_PATH = "/graphql"
 JSON_MEDIA = "application/json"
@@ -302,14 +303,18 @@ class BodyLimit:
     """
 
     def __init__(self, app: ASGIApp, limit: int, streamed: Sequence[str] = ()) -> None:
-        """``streamed``: paths whose bodies are read as they arrive, by handlers that bound
-        them themselves (``/api/ingest`` bounds each line and the number of lines)."""
+        """``streamed``: paths (a trailing ``/``: every path under it) whose bodies are
+        read as they arrive, by handlers that bound them themselves (``/api/ingest`` each
+        line and the number of lines; ``/api/import/`` the upload's size)."""
         self.app = app
         self.limit = limit
-        self.streamed = frozenset(streamed)
+        self.streamed = tuple(streamed)
+
+    def _streams(self, path: str) -> bool:
+        return any(path.startswith(p) if p.endswith("/") else path == p for p in self.streamed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.streamed:
+        if scope["type"] != "http" or self._streams(str(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
@@ -361,6 +366,7 @@ def create_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     schema: strawberry.Schema | None = None,
     checks: Mapping[str, Check] | None = None,
+    imports: ImportJobs | None = None,
 ) -> FastAPI:
     """The gateway's app: GraphQL at /graphql, ``/healthz`` (alive), ``/readyz`` (every
     one of ``checks`` passes) and ``/metrics``."""
@@ -369,11 +375,11 @@ def create_app(
         header = connection.headers.get("authorization")
         if connection.scope["type"] == "websocket":
             # Checked at connection_init when the handshake carried no header.
-            return GatewayContext(backend, verifier.verify(header) if header else None)
+            return GatewayContext(backend, verifier.verify(header) if header else None, imports)
         # The GraphiQL page executes nothing, so it is served without a token.
         ide_page = connection.scope["method"] == "GET" and "query" not in connection.query_params
         principal = None if ide_page else verifier.verify(header)
-        return GatewayContext(backend, principal)
+        return GatewayContext(backend, principal, imports)
 
     app = FastAPI(title="Shuangjian", lifespan=lifespan)
     router = ShuangjianGraphQL(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
@@ -18,6 +18,9 @@ from services.common.errors import BadInput, Forbidden, Unauthenticated
 from services.common.ports import ReadStore
 from services.common.regions import RegionTree
 from services.common.timeutil import local_date
+
+if TYPE_CHECKING:
+    from services.importing.jobs import ImportJobs
 
 
 class Backend(Protocol):
@@ -55,10 +58,13 @@ class Backend(Protocol):
 
 
 class GatewayContext(BaseContext):
-    def __init__(self, backend: Backend, principal: Principal | None) -> None:
+    def __init__(
+        self, backend: Backend, principal: Principal | None, imports: ImportJobs | None = None
+    ) -> None:
         super().__init__()
         self.backend = backend
         self._principal = principal
+        self.imports = imports  # the spreadsheet imports this process runs, if any
         # "query region", "mutation registerInstitution": set when the operation executes,
         # for the metrics (``observe.OperationLabel``).
         self.operation: str | None = None

@@ -36,14 +36,14 @@ from strawberry.types.field import StrawberryField
 
 from services.common.config import Settings
 from services.common.errors import Unavailable
-from services.gateway import finance, inspections, registry
+from services.gateway import finance, imports, inspections, registry
 from services.gateway.cost import QueryCost
 from services.gateway.errors import ErrorCodes
 from services.gateway.kit import KIT, Slice
 from services.gateway.observe import OperationLabel
 from services.gateway.scalars import SCALARS
 
-SLICES: tuple[Slice, ...] = (registry.SLICE, inspections.SLICE, finance.SLICE)
+SLICES: tuple[Slice, ...] = (registry.SLICE, inspections.SLICE, finance.SLICE, imports.SLICE)
 
 MAX_DEPTH = 10
 MAX_TOKENS = 2_000
