@@ -461,7 +461,25 @@ def service_app(
         secret=installation_secret(settings),
     )
     service = module.application(wiring)
-    api = module.api(service, build_verifier(settings, regions))
+    verifier = build_verifier(settings, regions)
+    api = module.api(service, verifier)
+    inbound = None
+    if settings.kafka_bootstrap:  # district systems' commands over Kafka
+        from services.common.inbound import InboundCommands
+        from services.common.kafka_security import KafkaSecurity
+
+        inbound = InboundCommands(
+            settings.kafka_bootstrap,
+            module.name,
+            topology(settings).prefix,
+            Catalog({module.name: module.commands}),
+            service.handle,
+            verifier,
+            KafkaSecurity.from_settings(settings),
+            partitions=settings.kafka_partitions,
+            replication=settings.kafka_replication,
+            create_topics=settings.kafka_create_topics,
+        )
     # Every replica runs the module's timers: their commands decide on the stored state.
     timers = TimerRunner(module.timers(service, read_store, utc_now, wiring.settings))
 
@@ -472,12 +490,16 @@ def service_app(
         await bus.start()
         relay.start()
         timers.start()
+        if inbound is not None:
+            inbound.start()
         log.info(
             "service.serving", service=module.name, bus=settings.bus, store=settings.event_store
         )
         try:
             yield
         finally:
+            if inbound is not None:  # it runs commands: it stops before the store closes
+                await inbound.close()
             await timers.stop()
             await relay.stop()
             await bus.close()

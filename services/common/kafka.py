@@ -45,12 +45,20 @@ from services.common.live import LiveSubscription, Signal
 from services.common.ports import Bus
 from services.common.topology import TOPIC_CONFIG, dead_letter_topic, events_topic
 
-__all__ = ["KafkaBus", "KafkaTail", "TailSubscription", "dead_letter_topic", "events_topic"]
+__all__ = [
+    "TRANSIENT",
+    "KafkaBus",
+    "KafkaTail",
+    "TailSubscription",
+    "dead_letter_topic",
+    "events_topic",
+    "stop_producer",
+]
 
 log = structlog.get_logger(__name__)
 
 # Failures that mean "the broker cannot take it now" rather than "a bug here".
-_TRANSIENT = (KafkaError, TimeoutError, OSError)
+TRANSIENT = (KafkaError, TimeoutError, OSError)
 
 
 def headers_of(event: Envelope) -> list[tuple[str, bytes]]:
@@ -141,7 +149,7 @@ class KafkaBus(Bus):
                     ) from exc
                 if isinstance(exc, Unavailable):
                     raise
-                if isinstance(exc, _TRANSIENT):
+                if isinstance(exc, TRANSIENT):
                     raise Unavailable(
                         f"Kafka did not acknowledge {len(events)} events: {exc!r}"
                     ) from exc
@@ -186,7 +194,7 @@ class KafkaBus(Bus):
             await producer.start()
         except BaseException as exc:
             await self._shutdown(producer, flush=False)
-            if isinstance(exc, _TRANSIENT):
+            if isinstance(exc, TRANSIENT):
                 why = await self.security.diagnose(self.bootstrap)
                 raise Unavailable(why or f"Kafka unreachable at {self.bootstrap}: {exc!r}") from exc
             raise
@@ -261,36 +269,39 @@ class KafkaBus(Bus):
             await self._shutdown(producer, flush=flush)
 
     async def _shutdown(self, producer: Any, *, flush: bool) -> None:
-        """Stop ``producer`` within a bounded time, even when the broker is gone.
+        await stop_producer(producer, self.request_timeout_ms / 1000 + 1, flush=flush)
 
-        aiokafka's idempotent producer never expires a batch, so ``stop()`` alone would
-        wait forever for an unreachable broker. So: optionally flush for a bounded time,
-        then stop the sender task, fail what is still buffered, and close. This reaches
-        into aiokafka 0.14's internals (``_sender``, ``_message_accumulator``); the
-        version is pinned and ``tests/kafka`` exercises this path.
-        """
-        timeout = self.request_timeout_ms / 1000 + 1
-        if flush:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(timeout):
-                    await producer.flush()
-        sender = getattr(producer, "_sender", None)
-        task = getattr(sender, "sender_task", None)
-        if task is not None and not task.done():
-            task.cancel()
-            # On cancel the sender waits for its in-flight requests (bounded by the
-            # request timeout), so that failing the buffer below cannot race with them.
-            await asyncio.wait({task}, timeout=timeout)
-        accumulator = getattr(producer, "_message_accumulator", None)
-        if accumulator is not None:
-            _fail_buffered(accumulator, KafkaConnectionError("producer discarded"))
-        try:
+
+async def stop_producer(producer: Any, timeout: float, *, flush: bool = False) -> None:
+    """Stop ``producer`` within a bounded time, even when the broker is gone.
+
+    aiokafka's idempotent producer never expires a batch, so ``stop()`` alone would wait
+    forever for an unreachable broker. So: optionally flush for a bounded time, then stop
+    the sender task, fail what is still buffered, and close. This reaches into aiokafka
+    0.14's internals (``_sender``, ``_message_accumulator``); the version is pinned and
+    ``tests/kafka`` exercises this path.
+    """
+    if flush:
+        with contextlib.suppress(Exception):
             async with asyncio.timeout(timeout):
-                await producer.stop()
-        except Exception as exc:
-            log.warning("kafka.producer.stop_failed", error=repr(exc))
-            with contextlib.suppress(Exception):
-                await producer.client.close()
+                await producer.flush()
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    if task is not None and not task.done():
+        task.cancel()
+        # On cancel the sender waits for its in-flight requests (bounded by the request
+        # timeout), so that failing the buffer below cannot race with them.
+        await asyncio.wait({task}, timeout=timeout)
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is not None:
+        _fail_buffered(accumulator, KafkaConnectionError("producer discarded"))
+    try:
+        async with asyncio.timeout(timeout):
+            await producer.stop()
+    except Exception as exc:
+        log.warning("kafka.producer.stop_failed", error=repr(exc))
+        with contextlib.suppress(Exception):
+            await producer.client.close()
 
 
 def _fail_buffered(accumulator: Any, error: Exception) -> None:
@@ -479,12 +490,12 @@ class KafkaTail:
                     progress.failures += 1
                     refusal = self.security.explain(exc) or (
                         await self.security.diagnose(self.bootstrap)
-                        if isinstance(exc, _TRANSIENT)
+                        if isinstance(exc, TRANSIENT)
                         else None
                     )
                     if refusal is not None:
                         log.error("kafka.tail.refused", error=refusal, retry_in=backoff)
-                    elif isinstance(exc, _TRANSIENT):
+                    elif isinstance(exc, TRANSIENT):
                         log.warning(
                             "kafka.tail.unavailable",
                             bootstrap=self.bootstrap,
