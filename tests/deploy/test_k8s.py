@@ -38,6 +38,7 @@ from pydantic_settings import BaseSettings
 
 from services.bootstrap import MODULES
 from services.common.config import Settings
+from services.common.inbound import commands_topic, results_topic
 from services.common.topology import TOPIC_CONFIG, Topology
 from tests.deploy.k8s_policy import Violation, check_all, image_problem, selector_matches
 
@@ -686,6 +687,14 @@ def expected_acls(topology: Topology) -> dict[str, set[tuple[str, str | None, st
             ("topic", topology.events(service), "Write"),
             ("topic", topology.events(service), "Describe"),
             ("cluster", None, "IdempotentWrite"),
+            # District systems' commands over Kafka (services/common/inbound.py).
+            ("topic", commands_topic(topology.prefix, service), "Read"),
+            ("topic", commands_topic(topology.prefix, service), "Describe"),
+            ("group", f"{topology.prefix}-{service}-commands", "Read"),
+            ("topic", results_topic(topology.prefix, service), "Write"),
+            ("topic", results_topic(topology.prefix, service), "Describe"),
+            ("topic", topology.dead_letters, "Write"),
+            ("topic", topology.dead_letters, "Describe"),
         }
         for service in topology.services
     }
@@ -710,7 +719,12 @@ def test_kafka_topics_are_the_platforms(kustomization: str) -> None:
     objects = render(kustomization)
     topics = of_kind(objects, "KafkaTopic")
     names = sorted(t["spec"].get("topicName", t["metadata"]["name"]) for t in topics)
-    assert names == sorted([*TOPOLOGY.event_topics, TOPOLOGY.dead_letters])
+    inbound = [
+        name(PREFIX, service)
+        for service in TOPOLOGY.services
+        for name in (commands_topic, results_topic)
+    ]
+    assert names == sorted([*TOPOLOGY.event_topics, TOPOLOGY.dead_letters, *inbound])
     settings = config(objects)
     assert settings["SHUANGJIAN_KAFKA_TOPIC_PREFIX"] == TOPOLOGY.prefix
     for topic in topics:
@@ -718,8 +732,12 @@ def test_kafka_topics_are_the_platforms(kustomization: str) -> None:
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == KAFKA_CLUSTER
         assert spec["partitions"] == int(settings["SHUANGJIAN_KAFKA_PARTITIONS"])
         assert spec["replicas"] == int(settings["SHUANGJIAN_KAFKA_REPLICATION"])
-        # As the platform would make them itself (kafka_create_topics): nothing ages out.
-        assert {k: str(spec["config"].get(k)) for k in TOPIC_CONFIG} == TOPIC_CONFIG
+        if spec["topicName"].endswith(".command-results"):
+            # Answers are read within days; the inbound consumer makes them so too.
+            assert int(spec["config"]["retention.ms"]) > 0
+        else:
+            # As the platform would make them itself (kafka_create_topics): nothing ages out.
+            assert {k: str(spec["config"].get(k)) for k in TOPIC_CONFIG} == TOPIC_CONFIG
         min_isr = int(spec["config"]["min.insync.replicas"])
         # One replica may be down and writes with acks=all go on (unless there is one).
         assert min_isr == max(spec["replicas"] - 1, 1)
