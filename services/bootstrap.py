@@ -511,9 +511,12 @@ def service_app(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         """Alive (commands are taken and kept); ``outbox`` says whether events flow on."""
-        if relay.last_error is None:
-            return {"status": "ok", "outbox": "flowing"}
-        return {"status": "ok", "outbox": "waiting", "reason": relay.last_error}
+        health = {"status": "ok", "outbox": "flowing"}
+        if relay.last_error is not None:
+            health |= {"outbox": "waiting", "reason": relay.last_error}
+        if inbound is not None and inbound.last_error is not None:
+            health["inbound"] = f"waiting: {inbound.last_error}"  # district commands on Kafka
+        return health
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
