@@ -97,10 +97,19 @@ Caller = Annotated[CommandContext, Depends(caller)]
 
 def request_body(route: Route) -> type[BaseModel]:
     """The JSON body of a route: the command's fields, the path's id left out."""
-    hints = typing.get_type_hints(route.command)
+    return input_model(route.command, with_id=route.creates)
+
+
+def input_model(
+    command: type[Command], *, with_id: bool = True, doc: str | None = None
+) -> type[BaseModel]:
+    """A command's fields as a pydantic model (types, defaults, descriptions), unknown
+    keys refused (``extra="forbid"``, which pydantic carries into nested input
+    dataclasses); ``with_id=False`` leaves the id out, as a URL carries it."""
+    hints = typing.get_type_hints(command)
     fields: dict[str, Any] = {}
-    for spec in dataclasses.fields(route.command):
-        if spec.name == "id" and not route.creates:
+    for spec in dataclasses.fields(command):
+        if spec.name == "id" and not with_id:
             continue
         description = spec.metadata.get("description")
         if spec.default_factory is not dataclasses.MISSING:
@@ -110,9 +119,7 @@ def request_body(route: Route) -> type[BaseModel]:
             field = Field(default, description=description)
         fields[spec.name] = (hints[spec.name], field)
     return create_model(
-        route.command.__name__,
-        __config__=ConfigDict(extra="forbid"),
-        **fields,
+        command.__name__, __config__=ConfigDict(extra="forbid"), __doc__=doc, **fields
     )
 
 

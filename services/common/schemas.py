@@ -20,10 +20,8 @@ Layout (paths relative to the folder or to ``/api/schemas/``)::
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
-import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,7 +29,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
@@ -39,7 +37,7 @@ from services.common.aggregate import DomainEvent
 from services.common.commands import Command, Route
 from services.common.envelope import Envelope
 from services.common.errors import NotFound
-from services.common.http import ErrorBody, error_body
+from services.common.http import ErrorBody, error_body, input_model
 from services.common.module import ServiceModule
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -88,30 +86,10 @@ class _Generator(GenerateJsonSchema):
 
 
 def command_model(command_type: type[Command]) -> type[BaseModel]:
-    """A command's whole input as a pydantic model: every dataclass field, ``id`` included.
-
-    Built as ``services.common.http.request_body`` builds an HTTP body (same types,
-    defaults, descriptions and ``extra="forbid"``, which pydantic carries into nested
-    input dataclasses), so a district system that validates against it sends what the
-    API accepts; unlike a body it keeps ``id``, which a non-creating command carries in
-    its URL.
-    """
-    hints = typing.get_type_hints(command_type)
-    fields: dict[str, Any] = {}
-    for spec in dataclasses.fields(command_type):
-        description = spec.metadata.get("description")
-        if spec.default_factory is not dataclasses.MISSING:
-            field = Field(default_factory=spec.default_factory, description=description)
-        else:
-            default = ... if spec.default is dataclasses.MISSING else spec.default
-            field = Field(default, description=description)
-        fields[spec.name] = (hints[spec.name], field)
-    return create_model(
-        command_type.__name__,
-        __config__=ConfigDict(extra="forbid"),
-        __doc__=_doc(command_type),
-        **fields,
-    )
+    """A command's whole input as a pydantic model: the HTTP body's model
+    (``http.input_model``), so a district system that validates against it sends what
+    the API accepts, but with ``id``, which a non-creating command carries in its URL."""
+    return input_model(command_type, with_id=True, doc=_doc(command_type))
 
 
 def _doc(command_type: type[Command]) -> str | None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -31,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Self
@@ -40,6 +39,8 @@ from uuid import uuid4
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
+
+from tests.brokers.spawn import spawn
 
 MODULE = "github.com/FerretDB/FerretDB"
 VERSION = "v1.24.2"
@@ -183,27 +184,6 @@ def _remove(path: Path) -> None:
 
 # --- the server --------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """A ``preexec_fn`` that has the kernel SIGKILL the child when ``parent`` dies.
-
-    This covers a pytest killed with SIGKILL, which runs no cleanup. The kernel ties it
-    to the *thread* that forked, so start the server from a long-lived thread (pytest's
-    main thread is). If the parent is gone before ``prctl`` ran, the child quits at once.
-    """
-    prctl = _LIBC.prctl if _LIBC is not None else None  # resolved before the fork
-
-    def preexec() -> None:
-        if prctl is not None:
-            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -298,15 +278,13 @@ class FerretDB:
         # A developer's FERRETDB_* settings must not reconfigure the test server.
         env = {k: v for k, v in os.environ.items() if not k.startswith("FERRETDB_")}
         with open(self.log, "ab") as log:
-            return subprocess.Popen(
+            return spawn(
                 args,
                 cwd=self.directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with(os.getpid()),
             )
 
     def _wait_ready(self) -> bool:

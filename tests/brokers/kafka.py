@@ -91,13 +91,10 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
-import concurrent.futures
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
-import queue
 import shutil
 import signal
 import socket
@@ -108,7 +105,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -117,6 +114,7 @@ from typing import Any, ClassVar, Self
 from cryptography.hazmat.primitives import serialization
 
 from tests.brokers import tls
+from tests.brokers.spawn import spawn
 
 KAFKA_VERSION = "4.4.0"
 SCALA_VERSION = "2.13"
@@ -276,72 +274,6 @@ def resolve(cache: Path = DEFAULT_CACHE) -> Path:
     return libs
 
 
-# ---------------------------------------------------------------------------------------------
-# Processes that die with us
-
-
-_PR_SET_PDEATHSIG = 1
-_prctl: Any = None
-if sys.platform == "linux":
-    # Looked up now: the child may only call async-signal-safe code between fork and exec.
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-
-
-def _die_with_parent(parent_pid: int) -> Callable[[], None]:
-    def preexec() -> None:  # runs in the child between fork and exec
-        if _prctl is not None:
-            _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before the prctl: follow it
-            os._exit(1)
-
-    return preexec
-
-
-class _Spawner:
-    """Forks the JVMs from one daemon thread that lives as long as the process.
-
-    ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child ends, not the process:
-    a JVM started from, say, an executor thread of an event loop would be killed when that
-    executor shuts down.
-    """
-
-    def __init__(self) -> None:
-        self._requests: queue.SimpleQueue[
-            tuple[Callable[[], subprocess.Popen[bytes]], concurrent.futures.Future[Any]]
-        ] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def _run(self) -> None:
-        while True:
-            spawn, future = self._requests.get()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(spawn())
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-    def popen(self, args: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="kafka-test-spawner", daemon=True
-                )
-                self._thread.start()
-        future: concurrent.futures.Future[subprocess.Popen[bytes]] = concurrent.futures.Future()
-        preexec = _die_with_parent(os.getpid())
-        self._requests.put(
-            (
-                lambda: subprocess.Popen(
-                    args, preexec_fn=preexec, start_new_session=True, **kwargs
-                ),
-                future,
-            )
-        )
-        return future.result()
-
-
-_spawner = _Spawner()
 _running_clusters: set[KafkaCluster] = set()
 
 
@@ -861,7 +793,7 @@ class KafkaCluster:
     def _spawn(self, libs: Path, node: _Node) -> None:
         command = self._java(libs, node, "kafka.Kafka", str(node.config_file))
         with node.console_file.open("ab") as console:
-            node.process = _spawner.popen(
+            node.process = spawn(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=console,
