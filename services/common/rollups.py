@@ -4,6 +4,11 @@
 prefixed by what it counts (``institutions_active``, later ``inspections_…``);
 ``region_months`` one per region and month (``640400:2021-09``). Projections add to them
 through contributions (``ProjectionUnit.contribute``), so a roll-up is one key lookup.
+
+A month bucket holds what happened in the month (flows) and, for what a region *has*
+(active institutions, overdue orders, risk levels), the month's net change, named
+``…_net``: summed over every month up to M (``totals_through``) it is the standing at the
+end of M, back-dated facts included, with no snapshot to keep.
 """
 
 from __future__ import annotations
@@ -13,12 +18,18 @@ from datetime import date
 from typing import Any
 
 from services.common.errors import BadInput
-from services.common.ports import CollectionSpec, ReadStore
+from services.common.ports import CollectionSpec, Prefix, Query, ReadStore
 from services.common.regions import RegionTree
+from services.common.timeutil import parse_datetime
 
 REGION_STATS = CollectionSpec("region_stats")
 REGION_MONTHS = CollectionSpec("region_months")
 MAX_MONTHS = 240
+
+
+def month_of(at: str) -> str:
+    """The ``YYYY-MM`` month, in China, of an ISO date-time."""
+    return parse_datetime(at).isoformat()[:7]
 
 
 def month_key(region: str, month: str) -> str:
@@ -81,3 +92,30 @@ async def region_months(
     keys = [month_key(code, month.isoformat()[:7]) for month in months]
     found = await store.get_many(REGION_MONTHS.name, keys)
     return [found.get(key) or {} for key in keys]
+
+
+async def all_months(store: ReadStore, code: str) -> dict[str, dict[str, Any]]:
+    """Every month bucket of a region, by ``YYYY-MM`` (a key range: a few hundred at most)."""
+    found: dict[str, dict[str, Any]] = {}
+    after: str | None = None
+    while True:
+        query = Query(REGION_MONTHS.name, (Prefix("id", f"{code}:"),), first=500, after=after)
+        page = await store.find(query)
+        for doc in page.items:
+            found[doc["id"].rsplit(":", 1)[1]] = doc
+        if not page.has_next:
+            return found
+        after = page.end_cursor
+
+
+def totals_through(months: Mapping[str, Mapping[str, Any]], month: date) -> dict[str, int]:
+    """Every counter summed over the buckets up to and including ``month``."""
+    last = month.isoformat()[:7]
+    totals: dict[str, int] = {}
+    for name, doc in months.items():
+        if name > last:
+            continue
+        for field, value in doc.items():
+            if field not in ("id", "version") and type(value) is int:
+                totals[field] = totals.get(field, 0) + value
+    return totals

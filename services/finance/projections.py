@@ -28,7 +28,7 @@ from services.common.errors import MalformedEvent
 from services.common.ports import CollectionSpec
 from services.common.projection import CounterKey, Projection, ProjectionUnit
 from services.common.regions import RegionTree
-from services.common.rollups import REGION_MONTHS, REGION_STATS, spread
+from services.common.rollups import REGION_MONTHS, REGION_STATS, month_of, spread
 from services.finance.domain.events import (
     FINANCE_EVENTS,
     RISK_STREAM,
@@ -101,18 +101,34 @@ def account_counters(doc: Doc | None, regions: RegionTree) -> Counters:
 
 
 def register_counters(doc: Doc | None, regions: RegionTree) -> Counters:
-    """Every institution finance knows is GREEN until a rule says otherwise."""
+    """Every institution finance knows is GREEN until a rule says otherwise (from the month
+    it was registered, for the month-end counts)."""
     if doc is None:
         return {}
-    return spread(regions, PREFIX, doc["region"], {"risk_green": 1}, {})
+    months = (
+        {month_of(doc["registered_at"]): {"risk_green_net": 1}} if "registered_at" in doc else {}
+    )
+    return spread(regions, PREFIX, doc["region"], {"risk_green": 1}, months)
 
 
 def risk_counters(doc: Doc | None, regions: RegionTree) -> Counters:
-    """A YELLOW or RED institution moves from the GREEN count to its own."""
-    if doc is None or doc["level"] == "GREEN":
+    """A YELLOW or RED institution moves from the GREEN count to its own; each change of
+    level moves it in the month it happened (``risk_<level>_net``, for month-end counts)."""
+    if doc is None:
         return {}
-    fields = {"risk_green": -1, f"risk_{doc['level'].lower()}": 1}
-    return spread(regions, PREFIX, doc["region"], fields, {})
+    months: dict[str, dict[str, int]] = {}
+    level = "GREEN"
+    for change in doc.get("history") or [{"at": doc["since"], "level": doc["level"]}]:
+        if change["level"] != level:
+            counts = months.setdefault(month_of(change["at"]), {})
+            for name, step in ((level, -1), (change["level"], 1)):
+                field = f"risk_{name.lower()}_net"
+                counts[field] = counts.get(field, 0) + step
+            level = change["level"]
+    fields = (
+        {} if doc["level"] == "GREEN" else {"risk_green": -1, f"risk_{doc['level'].lower()}": 1}
+    )
+    return spread(regions, PREFIX, doc["region"], fields, months)
 
 
 class FinanceProjection(Projection):
@@ -192,6 +208,7 @@ class FinanceProjection(Projection):
                 "category": data["category"],
                 "non_profit": bool(data["non_profit"]),
                 "status": "PENDING",
+                "registered_at": event.occurred_at.isoformat(),
             }
         else:
             if doc is None:
@@ -271,6 +288,11 @@ class FinanceProjection(Projection):
                 "level": fact.level.value,
                 "reasons": list(fact.reasons),
                 "since": at,
+                # Every level it had, for the month-end counts (a few changes a year).
+                "history": [
+                    *((doc or {}).get("history") or []),
+                    {"at": at, "level": fact.level.value},
+                ],
             }
             self._replace(RISK, event, doc, new, risk_counters, unit, key)
         elif isinstance(fact, PrepaidOrderRecorded):

@@ -48,6 +48,20 @@ def month_counts(month: Doc) -> dict[str, int]:
     }
 
 
+def month_end_counts(totals: Doc) -> dict[str, int]:
+    """Escrow and risk levels at the end of a month that has ended, from the month buckets
+    summed up to it (``rollups.totals_through``): named as in ``finance_counts``."""
+    return {
+        "escrow_fen": totals.get("order_amount_fen", 0)
+        - totals.get("released_fen", 0)
+        - totals.get("refunded_fen", 0),
+        **{
+            f"risk_{level}": totals.get(f"risk_{level}_net", 0)
+            for level in ("green", "yellow", "red")
+        },
+    }
+
+
 async def account(store: ReadStore, institution_id: str) -> Doc | None:
     return await store.get(ACCOUNTS.name, account_stream(institution_id))
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import BaseContext
@@ -21,6 +22,8 @@ from services.common.timeutil import local_date
 
 if TYPE_CHECKING:
     from services.importing.jobs import ImportJobs
+
+T = TypeVar("T")
 
 
 class Backend(Protocol):
@@ -69,6 +72,7 @@ class GatewayContext(BaseContext):
         # for the metrics (``observe.OperationLabel``).
         self.operation: str | None = None
         self._loaders: dict[str, DataLoader[str, dict[str, Any] | None]] = {}
+        self._once: dict[Hashable, asyncio.Future[Any]] = {}
 
     @property
     def authenticated(self) -> bool:
@@ -94,6 +98,12 @@ class GatewayContext(BaseContext):
 
             self._loaders[collection] = DataLoader(load)
         return self._loaders[collection]
+
+    async def once(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        """``make()``'s answer, computed once per request however many fields ask."""
+        if key not in self._once:
+            self._once[key] = asyncio.ensure_future(make())
+        return cast(T, await asyncio.shield(self._once[key]))
 
     def readable(self, region: str, field: str) -> str:
         """The subtree prefix of ``region``, if the caller may read all of it."""

@@ -36,6 +36,7 @@ from services.gateway.context import GatewayContext
 from services.gateway.kit import (
     Connection,
     Extensions,
+    MonthEndStats,
     MonthlyStats,
     RegionStats,
     Slice,
@@ -115,6 +116,32 @@ def released(root: MonthlyStats) -> Money:
 @extensions.field(MonthlyStats)
 def refunded(root: MonthlyStats) -> Money:
     return money(views.month_counts(root.counters)["refunded_fen"])
+
+
+async def _money_at(root: MonthEndStats, info: Info[GatewayContext, None]) -> dict[str, int]:
+    if root.now(info):
+        return views.finance_counts(await root.stats(info))
+    return views.month_end_counts(await root.totals(info))
+
+
+@extensions.field(MonthEndStats, description="Collected and not released or refunded by then.")
+async def escrow_balance(root: MonthEndStats, info: Info[GatewayContext, None]) -> Money:
+    return money((await _money_at(root, info)).get("escrow_fen", 0))
+
+
+@extensions.field(MonthEndStats, description="Institutions at risk level GREEN then.")
+async def risk_green(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _money_at(root, info)).get("risk_green", 0)
+
+
+@extensions.field(MonthEndStats, description="Institutions at risk level YELLOW then.")
+async def risk_yellow(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _money_at(root, info)).get("risk_yellow", 0)
+
+
+@extensions.field(MonthEndStats, description="Institutions at risk level RED then.")
+async def risk_red(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _money_at(root, info)).get("risk_red", 0)
 
 
 # --- accounts, orders -----------------------------------------------------------------

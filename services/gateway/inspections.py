@@ -23,6 +23,7 @@ from services.gateway.context import GatewayContext
 from services.gateway.kit import (
     Connection,
     Extensions,
+    MonthEndStats,
     MonthlyStats,
     Region,
     RegionStats,
@@ -150,9 +151,7 @@ class InspectionStats:
         description="rectificationsClosed / rectificationsOpened, null when none opened. 整改率."
     )
     def rectification_rate(self) -> float | None:
-        if not self.rectifications_opened:
-            return None
-        return self.rectifications_closed / self.rectifications_opened
+        return views.rectification_rate(self.rectifications_opened, self.rectifications_closed)
 
     @classmethod
     def from_counts(cls, counts: dict[str, int]) -> InspectionStats:
@@ -178,16 +177,8 @@ class InspectionStats:
         }
         return cls(
             **plain,
-            findings_by_type=[
-                FindingTypeCount(type=t, count=n)
-                for t in FindingType
-                if (n := counts.get(f"finding_{t.value.lower()}", 0))
-            ],
-            complaints_by_channel=[
-                ComplaintChannelCount(channel=c, count=n)
-                for c in ComplaintChannel
-                if (n := counts.get(f"complaints_channel_{c.value.lower()}", 0))
-            ],
+            findings_by_type=findings_by_type(counts),
+            complaints_by_channel=complaints_by_channel(counts),
             fines=Money(Decimal(counts.get("fines_fen", 0)) / 100),
         )
 
@@ -200,6 +191,24 @@ async def inspections(root: RegionStats, info: Info[GatewayContext, None]) -> In
         ctx(info).backend.read_store, root.code, subtree, counters, ctx(info).today()
     )
     return InspectionStats.from_counts(counts)
+
+
+def findings_by_type(counts: dict[str, int]) -> list[FindingTypeCount]:
+    """The types with findings, in the contract's order."""
+    return [
+        FindingTypeCount(type=t, count=n)
+        for t in FindingType
+        if (n := counts.get(f"finding_{t.value.lower()}", 0))
+    ]
+
+
+def complaints_by_channel(counts: dict[str, int]) -> list[ComplaintChannelCount]:
+    """The channels with complaints, in the contract's order."""
+    return [
+        ComplaintChannelCount(channel=c, count=n)
+        for c in ComplaintChannel
+        if (n := counts.get(f"complaints_channel_{c.value.lower()}", 0))
+    ]
 
 
 @extensions.field(MonthlyStats, name="inspections")
@@ -220,6 +229,91 @@ def rectifications_closed(root: MonthlyStats) -> int:
 @extensions.field(MonthlyStats)
 def complaints(root: MonthlyStats) -> int:
     return views.month_counts(root.counters)["complaints"]
+
+
+@extensions.field(MonthlyStats, description="出动人次 in the month.")
+def personnel_dispatched(root: MonthlyStats) -> int:
+    return views.month_counts(root.counters)["personnel_dispatched"]
+
+
+@extensions.field(
+    MonthlyStats,
+    description="Distinct institutions and venues inspected in the month (排查机构); one "
+    "visited in two months counts in both.",
+)
+async def institutions_inspected(root: MonthlyStats, info: Info[GatewayContext, None]) -> int:
+    subtree = ctx(info).backend.regions.subtree_prefix(root.code)
+    return await views.places_inspected_in(ctx(info).backend.read_store, subtree, root.month)
+
+
+@extensions.field(MonthlyStats, description="Rectification orders opened in the month.")
+def rectifications_opened(root: MonthlyStats) -> int:
+    return views.month_counts(root.counters)["rectifications_opened"]
+
+
+@extensions.field(MonthlyStats, description="Persons talked to in the month (法治谈话人数).")
+def law_talks(root: MonthlyStats) -> int:
+    return views.month_counts(root.counters)["law_talks"]
+
+
+@extensions.field(MonthlyStats, description="JOINT batches in the month (联合执法行动).")
+def joint_actions(root: MonthlyStats) -> int:
+    return views.month_counts(root.counters)["joint_actions"]
+
+
+@extensions.field(MonthlyStats, description="Administrative penalties decided in the month.")
+def penalties(root: MonthlyStats) -> int:
+    return views.month_counts(root.counters)["penalties"]
+
+
+@extensions.field(MonthlyStats, name="findingsByType")
+def month_findings_by_type(root: MonthlyStats) -> list[FindingTypeCount]:
+    return findings_by_type(views.month_counts(root.counters))
+
+
+@extensions.field(MonthlyStats, name="complaintsByChannel")
+def month_complaints_by_channel(root: MonthlyStats) -> list[ComplaintChannelCount]:
+    return complaints_by_channel(views.month_counts(root.counters))
+
+
+async def _orders_at(root: MonthEndStats, info: Info[GatewayContext, None]) -> dict[str, int]:
+    if root.now(info):
+        subtree = ctx(info).backend.regions.subtree_prefix(root.code)
+        store = ctx(info).backend.read_store
+        stats = await root.stats(info)
+        return await views.inspection_counts(store, root.code, subtree, stats, ctx(info).today())
+    return views.month_end_counts(await root.totals(info))
+
+
+@extensions.field(MonthEndStats, name="rectificationsOpened", description="Opened by then.")
+async def opened_by(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _orders_at(root, info))["rectifications_opened"]
+
+
+@extensions.field(MonthEndStats, name="rectificationsClosed", description="Closed by then.")
+async def closed_by(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _orders_at(root, info))["rectifications_closed"]
+
+
+@extensions.field(
+    MonthEndStats,
+    name="rectificationRate",
+    description="rectificationsClosed / rectificationsOpened by then, null when none. 整改率.",
+)
+async def rate_by(root: MonthEndStats, info: Info[GatewayContext, None]) -> float | None:
+    counts = await _orders_at(root, info)
+    return views.rectification_rate(
+        counts["rectifications_opened"], counts["rectifications_closed"]
+    )
+
+
+@extensions.field(
+    MonthEndStats,
+    name="rectificationsOverdue",
+    description="Due in the month or before and not closed by its end (逾期未整改).",
+)
+async def overdue_by(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _orders_at(root, info))["rectifications_overdue"]
 
 
 # --- records --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
 import strawberry
@@ -31,7 +31,13 @@ from services.common.ports import Page, encode_cursor
 from services.common.regions import Region as RegionRecord
 from services.common.regions import RegionLevel as RegionLevelEnum
 from services.common.regions import RegionTree
-from services.common.rollups import REGION_STATS, month_range, region_months
+from services.common.rollups import (
+    REGION_STATS,
+    all_months,
+    month_range,
+    region_months,
+    totals_through,
+)
 from services.gateway.context import GatewayContext
 from services.gateway.errors import input_fields
 from services.gateway.scalars import Date, DateTime
@@ -267,10 +273,40 @@ class RegionStats:
         return await ctx(info).loader(REGION_STATS.name).load(self.code) or {}
 
 
+@strawberry.type(
+    description="A region's standing at the end of a month (月末), by business time; for "
+    "the current month (and any later one), as of now, so it equals Region.stats."
+)
+class MonthEndStats:
+    code: strawberry.Private[str]
+    month: strawberry.Private[date]
+
+    def now(self, info: Info[GatewayContext, None]) -> bool:
+        """Has the month not ended yet? Then the standing is today's (``RegionStats``)."""
+        return self.month >= ctx(info).today().replace(day=1)
+
+    async def stats(self, info: Info[GatewayContext, None]) -> dict[str, Any]:
+        """Today's roll-up document (``RegionStats.counters``): for a month not ended."""
+        return await ctx(info).loader(REGION_STATS.name).load(self.code) or {}
+
+    async def totals(self, info: Info[GatewayContext, None]) -> dict[str, int]:
+        """The month buckets summed up to this month: for a month that has ended."""
+        store = ctx(info).backend.read_store
+        months = await ctx(info).once(
+            ("all_months", self.code), lambda: all_months(store, self.code)
+        )
+        return totals_through(months, self.month)
+
+
 @strawberry.type(description="One month of a region's subtree, by business time.")
 class MonthlyStats:
     month: Date
     counters: strawberry.Private[dict[str, Any]]
+    code: strawberry.Private[str]
+
+    @strawberry.field(description="The region's standing at the end of this month (月末).")
+    def at_month_end(self) -> MonthEndStats:
+        return MonthEndStats(code=self.code, month=self.month)
 
 
 # What the region lists answer at most, for the query cost estimate (the shipped tree).
@@ -325,13 +361,42 @@ class Region:
         months = month_range(from_, to)
         found = await region_months(ctx(info).backend.read_store, self.code, months)
         return [
-            MonthlyStats(month=Date(month), counters=counters)
+            MonthlyStats(month=Date(month), counters=counters, code=self.code)
             for month, counters in zip(months, found, strict=True)
         ]
 
 
+@strawberry.type(description="Who the token is for, and where it may look.")
+class Viewer:
+    subject: str
+    role: str
+    scope_code: strawberry.Private[str | None]
+
+    @strawberry.field(description="The region the token is limited to; null: the whole country.")
+    def scope(self, info: Info[GatewayContext, None]) -> Region | None:
+        if self.scope_code is None:
+            return None
+        return Region.of(ctx(info).backend.regions.require(self.scope_code))
+
+    @strawberry.field(
+        description="The regions to start from: the scope region, or every province for a "
+        "national token."
+    )
+    def regions(self, info: Info[GatewayContext, None]) -> list[Region]:
+        if self.scope_code is not None:
+            return [Region.of(ctx(info).backend.regions.require(self.scope_code))]
+        return [Region.of(r) for r in ctx(info).backend.regions.by_level(RegionLevel.PROVINCE)]
+
+
 @strawberry.type
 class KitQuery:
+    @strawberry.field(description="The caller: the token's subject, role and scope.")
+    def viewer(self, info: Info[GatewayContext, None]) -> Viewer:
+        principal = ctx(info).principal
+        return Viewer(
+            subject=principal.subject, role=principal.role.value, scope_code=principal.region
+        )
+
     @strawberry.field(
         description="Region by GB/T 2260 code. Canonical codes are 6 digits (340000 province, "
         "340100 city, 340103 district); 2- and 4-digit prefixes are accepted."
@@ -379,5 +444,8 @@ class KitSubscription:
 
 
 KIT = Slice(
-    "kit", query=KitQuery, subscription=KitSubscription, types=(Region, RegionStats, MonthlyStats)
+    "kit",
+    query=KitQuery,
+    subscription=KitSubscription,
+    types=(Region, RegionStats, MonthlyStats, MonthEndStats),
 )

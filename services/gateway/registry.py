@@ -23,6 +23,7 @@ from services.gateway.kit import (
     Connection,
     EventConnection,
     Extensions,
+    MonthEndStats,
     MonthlyStats,
     Region,
     RegionStats,
@@ -102,9 +103,7 @@ class InstitutionStats:
         "is 0. 压减率."
     )
     def subject_compression_rate(self) -> float | None:
-        if not self.subject_baseline:
-            return None
-        return (self.subject_baseline - self.subject) / self.subject_baseline
+        return views.compression_rate(self.subject_baseline, self.subject)
 
     @classmethod
     def from_counters(cls, counters: dict[str, int]) -> InstitutionStats:
@@ -126,6 +125,43 @@ def institutions_registered(root: MonthlyStats) -> int:
 @extensions.field(MonthlyStats)
 def institutions_closed(root: MonthlyStats) -> int:
     return views.month_counts(root.counters)["institutions_closed"]
+
+
+async def _register_at(root: MonthEndStats, info: Info[GatewayContext, None]) -> dict[str, int]:
+    today = views.institution_counts(await root.stats(info))
+    if root.now(info):
+        return today
+    # The baseline is a fixed day's count: the same at every month's end.
+    return {
+        **views.month_end_counts(await root.totals(info)),
+        "subject_baseline": today.get("subject_baseline", 0),
+    }
+
+
+@extensions.field(MonthEndStats, description="Institutions not REVOKED or EXITED.")
+async def institutions_active(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _register_at(root, info)).get("active", 0)
+
+
+@extensions.field(MonthEndStats, description="Active with category SUBJECT.")
+async def subject(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _register_at(root, info)).get("subject", 0)
+
+
+@extensions.field(MonthEndStats, description="As RegionStats.institutions.subjectBaseline.")
+async def subject_baseline(root: MonthEndStats, info: Info[GatewayContext, None]) -> int:
+    return (await _register_at(root, info)).get("subject_baseline", 0)
+
+
+@extensions.field(
+    MonthEndStats,
+    description="(subjectBaseline - subject) / subjectBaseline at the month's end. 压减率.",
+)
+async def subject_compression_rate(
+    root: MonthEndStats, info: Info[GatewayContext, None]
+) -> float | None:
+    counts = await _register_at(root, info)
+    return views.compression_rate(counts.get("subject_baseline", 0), counts.get("subject", 0))
 
 
 # --- institutions ---------------------------------------------------------------------

@@ -28,9 +28,8 @@ from services.common.errors import MalformedEvent
 from services.common.ports import CollectionSpec
 from services.common.projection import CounterKey, Projection, ProjectionUnit
 from services.common.regions import RegionTree
-from services.common.rollups import REGION_MONTHS, REGION_STATS, spread
+from services.common.rollups import REGION_MONTHS, REGION_STATS, month_of, spread
 from services.common.text import normalise_key
-from services.common.timeutil import parse_datetime
 from services.inspections.domain.events import (
     INSPECTION_EVENTS,
     SERVICE,
@@ -59,6 +58,8 @@ LAW_TALKS = CollectionSpec("law_talks", indexes=("region",))
 PENALTIES = CollectionSpec("penalties", indexes=("region", "institution_id"))
 INSPECTED_PLACES = CollectionSpec("inspected_places")
 """Keyed ``<district>|<place>``: the places under a region are a key range, counted."""
+MONTHLY_PLACES = CollectionSpec("inspected_places_monthly")
+"""Keyed ``<YYYY-MM>|<district>|<place>``: the places inspected in a month, counted alike."""
 
 PREFIX = "inspections_"  # of this service's counters in region_stats
 DUE_PREFIX = "due_"
@@ -88,8 +89,8 @@ def place_key(institution_id: str | None, venue: str | None, region: str) -> str
     return f"v:{region}:{normalise_key(venue or '')}"
 
 
-def month_of(at: str) -> str:
-    return parse_datetime(at).isoformat()[:7]
+def monthly_place_key(month: str, region: str, place: str) -> str:
+    return f"{month}|{region}|{place}"
 
 
 def due_field(deadline: str) -> str:
@@ -122,7 +123,8 @@ def inspection_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     for finding in findings:
         name = f"finding_{finding['type'].lower()}"
         fields[name] = fields.get(name, 0) + 1
-    month = {month_of(doc["started_at"]): {"inspections": 1, "findings": len(findings)}}
+    # The month bucket has the same figures as the roll-up, unprefixed.
+    month = {month_of(doc["started_at"]): dict(fields)}
     return spread(regions, PREFIX, doc["region"], fields, month)
 
 
@@ -131,7 +133,20 @@ def rectification_counters(doc: Doc | None, regions: RegionTree) -> Counters:
         return {}
     closed = doc["status"] == RectificationStatus.CLOSED
     fields = {"rectifications_opened": 1, "rectifications_closed": int(closed)}
-    months = {month_of(doc["closed_at"]): {"rectifications_closed": 1}} if closed else {}
+    months: dict[str, dict[str, int]] = {}
+
+    def add(month: str, name: str, value: int) -> None:
+        counts = months.setdefault(month, {})
+        counts[name] = counts.get(name, 0) + value
+
+    add(month_of(doc["opened_at"]), "rectifications_opened", 1)
+    # Overdue at the end of a month: due in it or before, and not closed by its end. So +1
+    # in the month of the deadline, and -1 in the month it closed (no earlier than that).
+    due_month = doc["deadline"][:7]
+    add(due_month, "rectifications_overdue_net", 1)
+    if closed:
+        add(month_of(doc["closed_at"]), "rectifications_closed", 1)
+        add(max(due_month, month_of(doc["closed_at"])), "rectifications_overdue_net", -1)
     result = spread(regions, PREFIX, doc["region"], fields, months)
     if not closed:
         for level in regions.lineage(doc["region"]):
@@ -149,7 +164,8 @@ def complaint_counters(doc: Doc | None, regions: RegionTree) -> Counters:
         "complaints_substantiated": int(resolved and bool(doc["substantiated"])),
         f"complaints_channel_{doc['channel'].lower()}": 1,
     }
-    months = {month_of(doc["received_at"]): {"complaints": 1}}
+    channel = f"complaints_channel_{doc['channel'].lower()}"
+    months = {month_of(doc["received_at"]): {"complaints": 1, channel: 1}}
     return spread(regions, PREFIX, doc["region"], fields, months)
 
 
@@ -157,7 +173,7 @@ def law_talk_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if doc is None:
         return {}
     fields = {"law_talks": doc["persons"], "law_talk_sessions": 1}
-    return spread(regions, PREFIX, doc["region"], fields, {})
+    return spread(regions, PREFIX, doc["region"], fields, {month_of(doc["held_at"]): fields})
 
 
 def penalty_counters(doc: Doc | None, regions: RegionTree) -> Counters:
@@ -168,7 +184,7 @@ def penalty_counters(doc: Doc | None, regions: RegionTree) -> Counters:
         "fines_fen": doc["fine_fen"],
         f"penalties_{doc['kind'].lower()}": 1,
     }
-    return spread(regions, PREFIX, doc["region"], fields, {})
+    return spread(regions, PREFIX, doc["region"], fields, {month_of(doc["decided_at"]): fields})
 
 
 class InspectionsProjection(Projection):
@@ -183,6 +199,7 @@ class InspectionsProjection(Projection):
         LAW_TALKS,
         PENALTIES,
         INSPECTED_PLACES,
+        MONTHLY_PLACES,
         REGION_STATS,
         REGION_MONTHS,
     )
@@ -315,6 +332,8 @@ class InspectionsProjection(Projection):
             # An increment, not a read-modify-write: batches of other streams may be
             # applied at the same time by another projector (another partition).
             unit.increment(INSPECTED_PLACES.name, f"{fact.region}|{key}", {"visits": visits})
+            monthly = monthly_place_key(month_of(started), fact.region, key)
+            unit.increment(MONTHLY_PLACES.name, monthly, {"visits": visits})
 
     async def _rectification(
         self,

@@ -34,6 +34,7 @@ from services.inspections.projections import (
     INSPECTION_INSTITUTIONS,
     INSPECTIONS,
     LAW_TALKS,
+    MONTHLY_PLACES,
     PENALTIES,
     PREFIX,
     RECTIFICATION_DEADLINES,
@@ -75,11 +76,51 @@ async def places_inspected(store: ReadStore, subtree: str) -> int:
     return (await store.find(query)).total
 
 
+MONTH_FIGURES = (
+    "inspections",
+    "personnel_dispatched",
+    "visits",
+    "findings",
+    "joint_actions",
+    "rectifications_opened",
+    "rectifications_closed",
+    "complaints",
+    "law_talks",
+    "law_talk_sessions",
+    "penalties",
+)
+
+
 def month_counts(month: Doc) -> dict[str, int]:
-    """The inspection figures of one ``region_months`` document."""
+    """The inspection figures of one ``region_months`` document: those of
+    ``MONTH_FIGURES``, and ``finding_<type>`` and ``complaints_channel_<channel>``."""
+    counts = {name: month.get(name, 0) for name in MONTH_FIGURES}
+    for name, value in month.items():
+        if name.startswith(("finding_", "complaints_channel_")):
+            counts[name] = value
+    return counts
+
+
+async def places_inspected_in(store: ReadStore, subtree: str, month: date) -> int:
+    """Distinct institutions and venues inspected in ``month`` under a subtree prefix."""
+    prefix = f"{month.isoformat()[:7]}|{subtree}"
+    return (await store.find(Query(MONTHLY_PLACES.name, (Prefix("id", prefix),), first=0))).total
+
+
+def rectification_rate(opened: int, closed: int) -> float | None:
+    """整改率: closed / opened; ``None`` when none were opened."""
+    if not opened:
+        return None
+    return closed / opened
+
+
+def month_end_counts(totals: Doc) -> dict[str, int]:
+    """Rectification orders at the end of a month that has ended, from the month buckets
+    summed up to it (``rollups.totals_through``): named as in ``inspection_counts``."""
     return {
-        name: month.get(name, 0)
-        for name in ("inspections", "findings", "rectifications_closed", "complaints")
+        "rectifications_opened": totals.get("rectifications_opened", 0),
+        "rectifications_closed": totals.get("rectifications_closed", 0),
+        "rectifications_overdue": totals.get("rectifications_overdue_net", 0),
     }
 
 

@@ -142,6 +142,33 @@ def _change(entry: Any) -> tuple[datetime, str, str]:
     return parse_datetime(at), field, value
 
 
+def standing_by_month(doc: Doc) -> dict[str, dict[str, int]]:
+    """How the institution moved the month-end stocks: ``institutions_active_net`` is +1 in
+    the month it became active (registered) and -1 in the month it was revoked or exited;
+    ``institutions_subject_net`` likewise for being an active SUBJECT institution.
+
+    Summed over the months up to M, they give the stock at the end of M. Changes count in
+    business-time order, like ``active_subject_on``.
+    """
+    months: dict[str, dict[str, int]] = {}
+    state: dict[str, str] = {}
+    active = subject = False
+    for at, field, value in sorted(map(_change, doc["timeline"]), key=lambda c: c[0]):
+        state[field] = value
+        now_active = "status" in state and state["status"] not in TERMINAL
+        now_subject = now_active and state.get("category") == Category.SUBJECT.value
+        month = at.isoformat()[:7]
+        for name, before, after in (
+            ("institutions_active_net", active, now_active),
+            ("institutions_subject_net", subject, now_subject),
+        ):
+            if before != after:
+                counts = months.setdefault(month, {})
+                counts[name] = counts.get(name, 0) + (1 if after else -1)
+        active, subject = now_active, now_subject
+    return months
+
+
 def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> dict[CounterKey, int]:
     """What one institution adds to the roll-ups of every level above it."""
     if doc is None:
@@ -167,10 +194,15 @@ def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> di
     registered = month_start(parse_datetime(doc["registered_at"])).isoformat()[:7]
     months[registered] = 1
 
+    standing = standing_by_month(doc)
     result: dict[CounterKey, int] = {}
     for region in regions.lineage(doc["region"]):
         for name, value in fields.items():
             result[(REGION_STATS.name, region.code, name)] = value
+        for month, counts in standing.items():
+            for name, value in counts.items():
+                if value:
+                    result[(REGION_MONTHS.name, month_key(region.code, month), name)] = value
         result[
             (REGION_MONTHS.name, month_key(region.code, registered), "institutions_registered")
         ] = 1

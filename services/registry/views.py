@@ -81,3 +81,19 @@ def month_counts(month: Doc) -> dict[str, int]:
         "institutions_registered": month.get("institutions_registered", 0),
         "institutions_closed": month.get("institutions_closed", 0),
     }
+
+
+def compression_rate(baseline: int, subject: int) -> float | None:
+    """压减率: (baseline - subject) / baseline; ``None`` when the baseline is 0."""
+    if not baseline:
+        return None
+    return (baseline - subject) / baseline
+
+
+def month_end_counts(totals: Doc) -> dict[str, int]:
+    """The register at the end of a month that has ended, from the month buckets summed
+    up to it (``rollups.totals_through``): named as in ``institution_counts``."""
+    return {
+        "active": totals.get("institutions_active_net", 0),
+        "subject": totals.get("institutions_subject_net", 0),
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from services.common.application import CommandContext
 from services.common.errors import ShuangjianError
 from services.common.projection import ProjectionRunner
 from services.common.regions import RegionTree
+from services.common.rollups import all_months, month_range, totals_through
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
-from services.common.timeutil import SHANGHAI
+from services.common.timeutil import SHANGHAI, local_date
 from services.registry.domain.commands import (
     ApproveInstitution,
     ConvertToNonProfit,
@@ -33,7 +34,12 @@ from services.registry.domain.commands import (
 from services.registry.domain.rules import RegistryPolicy
 from services.registry.handlers import Registry
 from services.registry.module import no_rectifications
-from services.registry.projections import INSTITUTIONS, InstitutionsProjection
+from services.registry.projections import (
+    INSTITUTIONS,
+    InstitutionsProjection,
+    active_subject_on,
+)
+from services.registry.views import month_end_counts
 from tests.factories import valid_credit_code
 from tests.rollups import recount, stored_rollups
 
@@ -92,6 +98,17 @@ def lifecycle(op: tuple[Any, ...]) -> RegistryCommand:
     return IssueWarningCard(color=extra[0], reason="r", **common)
 
 
+def active_on(doc: dict[str, Any], day: date) -> bool:
+    """Registered by the end of ``day`` and not revoked or exited by then (business time)."""
+    status = None
+    for change in sorted(doc["timeline"], key=lambda c: datetime.fromisoformat(c["at"])):
+        if local_date(datetime.fromisoformat(change["at"])) > day:
+            break
+        if change["field"] == "status":
+            status = change["value"]
+    return status is not None and status not in ("REVOKED", "EXITED")
+
+
 async def run_sequence(ops: list[tuple[object, ...]], root: Path) -> None:
     store = SQLiteEventStore(root / "events.db")
     reads = SQLiteReadStore(root / "reads.db")
@@ -145,6 +162,19 @@ async def run_sequence(ops: list[tuple[object, ...]], root: Path) -> None:
                 assert value == sum(
                     rollups.get(("region_stats", c), {}).get(name, 0) for c in cities
                 )
+        # The month buckets summed up to a month give the standing at its end: the
+        # institutions active then, and the SUBJECT ones among them, document by document.
+        for code in ("640000", "640400", "640402", "120000"):
+            prefix = REGIONS.subtree_prefix(code)
+            buckets = await all_months(reads, code)
+            mine = [d for d in docs if d["region"].startswith(prefix)]
+            for first in month_range(
+                BASE.date() - timedelta(days=400), BASE.date() + timedelta(days=200)
+            ):
+                last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+                standing = month_end_counts(totals_through(buckets, first))
+                assert standing["subject"] == sum(active_subject_on(d, last) for d in mine)
+                assert standing["active"] == sum(active_on(d, last) for d in mine), (code, first)
     finally:
         await store.close()
         await reads.close()
