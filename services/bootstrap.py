@@ -54,6 +54,7 @@ from services.importing.jobs import ImportJobs
 from services.inspections.module import MODULE as INSPECTIONS
 from services.processes import PROCESSES
 from services.registry.module import MODULE as REGISTRY
+from services.reports.http import reports_router
 
 log = structlog.get_logger(__name__)
 
@@ -388,6 +389,7 @@ def embedded_app(
     app = create_app(platform, verifier, lifespan, schema, checks, imports=jobs)
     app.include_router(ingestion(platform.settings, platform.modules, platform.execute, verifier))
     app.include_router(importing(platform.settings, jobs, verifier))
+    app.include_router(reports_router(platform, verifier, schema))
     app.include_router(schema_routes(platform.modules))
     for module in platform.modules:
         app.mount(f"/api/{module.name}", module.api(platform.services[module.name], verifier))
@@ -603,6 +605,7 @@ def gateway_app(
     app = create_app(backend, verifier, lifespan, schema, checks, imports=jobs)
     app.include_router(ingestion(settings, modules, backend.execute, verifier))
     app.include_router(importing(settings, jobs, verifier))
+    app.include_router(reports_router(backend, verifier, schema))
     app.include_router(schema_routes(modules))
     limited = BodyLimit(app, settings.max_body_bytes, streamed=STREAMED)
     return Observed(limited, "gateway")

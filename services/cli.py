@@ -445,6 +445,57 @@ for _kind in ImportKind:
     _import_command(_kind)
 
 
+report_app = typer.Typer(
+    help="Reports for bureaus: the monthly report (每月通报).", no_args_is_help=True
+)
+app.add_typer(report_app, name="report")
+
+
+class ReportFormat(enum.StrEnum):
+    XLSX = "xlsx"
+    PDF = "pdf"
+
+
+@report_app.command("monthly")
+def report_monthly(
+    region: Annotated[str, typer.Option(help="The region reported on, e.g. 640400.")],
+    month: Annotated[str, typer.Option(help="YYYY-MM, e.g. 2025-03.")],
+    out: Annotated[Path, typer.Option("--out", help="The file to write.")],
+    format: Annotated[
+        ReportFormat | None, typer.Option(help="xlsx or pdf (default: from --out's suffix).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where the embedded SQLite files live.")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Ask a running gateway instead, e.g. http://127.0.0.1:8000."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="SHUANGJIAN_TOKEN", help="The bearer token for --url (its scope)."),
+    ] = None,
+) -> None:
+    """Write the monthly report of REGION for MONTH: headline figures against the month
+    before, the child regions ranked, twelve-month trends. Every number is what GraphQL
+    answers for the same region and month. Exit 0 when written, 2 when refused."""
+    from services.reports import cli as reports
+
+    try:
+        chosen = reports.choose_format(format.value if format else None, out)
+    except ShuangjianError as error:
+        refuse(f"--format: {error.message}")
+    if url is not None:
+        raise typer.Exit(
+            reports.report_from_server(url, token, region, month, chosen, out, console)
+        )
+    settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
+    configure_logging(settings.log_level, settings.log_format)
+    with data_dir_held(settings, "report", exclusive=True):
+        code = reports.report_from_data_dir(settings, region, month, chosen, out, console)
+    raise typer.Exit(code)
+
+
 @import_app.command("template")
 def import_template(
     kind: Annotated[ImportKind, typer.Argument(help="What the sheet holds.")],

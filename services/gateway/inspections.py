@@ -281,8 +281,11 @@ async def _orders_at(root: MonthEndStats, info: Info[GatewayContext, None]) -> d
         subtree = ctx(info).backend.regions.subtree_prefix(root.code)
         store = ctx(info).backend.read_store
         stats = await root.stats(info)
-        return await views.inspection_counts(store, root.code, subtree, stats, ctx(info).today())
-    return views.month_end_counts(await root.totals(info))
+        counts = await views.inspection_counts(store, root.code, subtree, stats, ctx(info).today())
+    else:
+        counts = views.month_end_counts(await root.totals(info))
+    names = ("rectifications_opened", "rectifications_closed", "rectifications_overdue")
+    return {name: counts.get(name, 0) for name in names}
 
 
 @extensions.field(MonthEndStats, name="rectificationsOpened", description="Opened by then.")
