@@ -159,6 +159,16 @@ def up(
                 console.print(
                     f'{{"Authorization": "Bearer {token}"}}', soft_wrap=True, highlight=False
                 )
+                # Read-only, and in the fragment, which browsers never send to a server.
+                viewer = issue_token(
+                    verifier.secret, "local-viewer", role=Role.VIEWER, ttl=timedelta(hours=12)
+                )
+                board = url.removesuffix("/graphql") + "/dashboard"
+                console.print(
+                    f"Dashboard (a national viewer for 12 hours): {board}#token={viewer}",
+                    soft_wrap=True,
+                    highlight=False,
+                )
             console.print(f"Data dir: {settings.data_dir}  ·  stop with Ctrl-C")
 
         serve_app(embedded_app(platform, verifier, lifespan), sock, on_ready=announce)

@@ -21,6 +21,11 @@ Inspection work, through the inspections service's commands:
   rounds, law talks with 42 people, 4 institutions' prepaid-money (FEES) problems
   rectified, and two penalties under 教育部令第53号.
 * Complaints in both districts through every channel, most of them resolved.
+* 固原 (640400) over the last twelve months up to today, so the dashboard and the monthly
+  report have a year to show: every county-level unit inspected each month (some batches
+  at night, some joint), findings rectified mostly on time, a few late or still overdue,
+  complaints and law talks, a warning now and then, and prepaid orders at sixteen
+  supervised non-subject institutions with their lessons released week by week.
 
 Prepaid money, through the finance service's commands, 天津 scaled down a hundredfold
 (H1 2023: 66,000 orders, 142 million yuan): 120 supervised accounts in four districts,
@@ -194,6 +199,8 @@ async def load_demo(
     await _luyang_campaign(commands, rng, ctx)
     await _complaints(commands, rng, ctx)
     await _tianjin_money(commands, rng, ctx, settled)
+    # Its own random stream, so the phases above stay as they were.
+    await _guyuan_last_year(commands, random.Random(seed + 1), ctx, settled, utc_now())
     return count
 
 
@@ -592,3 +599,224 @@ async def _tianjin_money(
             ),
             ctx,
         )
+
+
+GUYUAN = ("640402", "640422", "640423", "640424", "640425")
+GUYUAN_PLANS = {plan.region: plan for plan in PLANS if plan.region in GUYUAN}
+GUYUAN_FINDINGS = [
+    ("FIRE_SAFETY", "灭火器过期，疏散通道堆放杂物"),
+    ("STAFF_QUALIFICATION", "部分从业人员无相应资质"),
+    ("TRAINING_MATERIAL", "培训材料未备案"),
+    ("FEES", "一次性收取超过3个月费用"),
+    ("FALSE_ADVERTISING", "宣传中含有提分承诺"),
+]
+GUYUAN_BANKS = ["中国工商银行固原分行", "宁夏银行固原分行", "黄河农村商业银行"]
+
+
+def _month_starts(now: datetime, count: int) -> list[datetime]:
+    """The first moments of the last ``count`` months, the current one last (China time)."""
+    local = now.astimezone(SHANGHAI)
+    index = local.year * 12 + local.month - 1
+    return [
+        datetime((index - k) // 12, (index - k) % 12 + 1, 1, tzinfo=SHANGHAI)
+        for k in range(count - 1, -1, -1)
+    ]
+
+
+async def _guyuan_last_year(
+    commands: CommandService,
+    rng: random.Random,
+    ctx: CommandContext,
+    settled: Callable[[], Awaitable[None]],
+    now: datetime,
+) -> None:
+    """固原's last twelve months of work, up to ``now`` (see the module docstring)."""
+    cutoff = now - timedelta(hours=1)  # nothing in the future, whatever the clock does
+    months = _month_starts(now, 13)
+    # Sixteen supervised non-subject institutions (the first ones after the SUBJECT ones).
+    holders = [
+        f"demo-{region}-{GUYUAN_PLANS[region].subject + n:03d}"
+        for region in ("640402", "640422")
+        for n in range(1, 9)
+    ]
+    for n, holder in enumerate(holders):
+        await commands.handle(
+            OpenSupervisionAccount(
+                id=holder,
+                mode="BANK_CUSTODY",
+                bank=GUYUAN_BANKS[n % len(GUYUAN_BANKS)],
+                account_no=f"6222{rng.randrange(10**11, 10**12)}",
+                occurred_at=months[0] - timedelta(days=20),
+            ),
+            ctx,
+        )
+    await settled()
+    orders = 0
+    for number, start in enumerate(months):
+        days = ((start + timedelta(days=32)).replace(day=1) - start).days
+        for region in GUYUAN:
+            plan = GUYUAN_PLANS[region]
+            places = [
+                f"demo-{region}-{plan.subject + n:03d}" for n in range(1, plan.non_subject + 1)
+            ]
+            for batch in range(rng.randrange(1, 4) + (region == "640402")):
+                started = start + timedelta(days=rng.randrange(days), hours=rng.randrange(9, 17))
+                kind = rng.choices(["DAILY", "NIGHT", "JOINT", "RANDOM"], [5, 2, 2, 2])[0]
+                if kind == "NIGHT":
+                    started = started.replace(hour=19)
+                if started > cutoff:
+                    continue
+                visits = [
+                    VisitInput(institution_id=place, findings=_found(rng))
+                    for place in rng.sample(places, rng.randrange(2, 6))
+                ]
+                if rng.random() < 0.15:
+                    flat = f"{rng.choice(['新区', '西城', '东关'])}小区{rng.randrange(1, 30)}栋"
+                    visits.append(
+                        VisitInput(
+                            venue=flat,
+                            findings=[
+                                FindingInput(
+                                    type="HIDDEN_TRAINING", description="居民楼内隐形变异学科培训"
+                                )
+                            ],
+                        )
+                    )
+                inspection_id = f"demo-gy-{number:02d}-{region}-{batch}"
+                within = rng.choice([15, 30])
+                await commands.handle(
+                    RecordInspection(
+                        id=inspection_id,
+                        region=region,
+                        kind=kind,
+                        started_at=started,
+                        personnel=rng.randrange(2, 9),
+                        departments=["县教体局", "县市场监管局"]
+                        if kind == "JOINT"
+                        else ["县教体局"],
+                        visits=visits,
+                        rectify_within_days=within,
+                    ),
+                    ctx,
+                )
+                found = sum(1 for visit in visits if visit.findings)
+                for k in range(1, found + 1):
+                    await _rectify(
+                        commands, rng, ctx, f"{inspection_id}~{k}", started, within, cutoff
+                    )
+            for n in range(rng.randrange(0, 3)):
+                received = start + timedelta(days=rng.randrange(days), hours=10)
+                if received > cutoff:
+                    continue
+                complaint_id = f"demo-gy-c-{number:02d}-{region}-{n}"
+                await commands.handle(
+                    FileComplaint(
+                        id=complaint_id,
+                        region=region,
+                        channel=rng.choices(
+                            ["HOTLINE_12345", "PLATFORM", "ONLINE", "PETITION"], [4, 3, 2, 1]
+                        )[0],
+                        institution_id=rng.choice(places),
+                        text=rng.choice(["周末仍在上学科类课程", "退费困难", "收费超过三个月"]),
+                        occurred_at=received,
+                    ),
+                    ctx,
+                )
+                if rng.random() < 0.85 and received + timedelta(days=7) < cutoff:
+                    await commands.handle(
+                        ResolveComplaint(
+                            id=complaint_id,
+                            substantiated=rng.random() < 0.4,
+                            note="已核查处理并答复",
+                            occurred_at=received + timedelta(days=rng.randrange(2, 8)),
+                        ),
+                        ctx,
+                    )
+            if rng.random() < 0.5:
+                talked = start + timedelta(days=rng.randrange(days), hours=15)
+                if talked < cutoff:
+                    await commands.handle(
+                        RecordLawTalk(
+                            region=region,
+                            institution_id=rng.choice(places),
+                            persons=rng.randrange(1, 6),
+                            occurred_at=talked,
+                        ),
+                        ctx,
+                    )
+        for holder in holders:
+            for _ in range(rng.randrange(0, 3)):
+                paid = start + timedelta(days=rng.randrange(days), hours=rng.randrange(9, 19))
+                if paid > cutoff:
+                    continue
+                orders += 1
+                order_id = f"demo-gy-order-{orders:04d}"
+                await commands.handle(
+                    RecordPrepaidOrder(
+                        id=order_id,
+                        institution_id=holder,
+                        payer_ref=f"demo-payer-{rng.randrange(10**8)}",
+                        lessons=20,
+                        price_per_lesson=Decimal(rng.randrange(60, 160)),
+                        course_start=paid.date(),
+                        course_end=paid.date() + timedelta(days=80),
+                        paid_at=paid,
+                    ),
+                    ctx,
+                )
+                if rng.random() < 0.06 and paid + timedelta(days=10) < cutoff:
+                    await commands.handle(
+                        RefundOrder(
+                            id=order_id,
+                            reason="家长申请退费",
+                            occurred_at=paid + timedelta(days=10),
+                        ),
+                        ctx,
+                    )
+                    continue
+                for week in range(1, 11):  # two lessons a week while the course runs
+                    given = paid + timedelta(days=7 * week)
+                    if given > cutoff:
+                        break
+                    await commands.handle(
+                        ConfirmLessons(id=order_id, lessons=2, occurred_at=given), ctx
+                    )
+    await settled()
+
+
+def _found(rng: random.Random) -> list[FindingInput]:
+    """A quarter of the visits find something."""
+    if rng.random() >= 0.25:
+        return []
+    kind, text = rng.choice(GUYUAN_FINDINGS)
+    return [FindingInput(type=kind, description=text)]
+
+
+async def _rectify(
+    commands: CommandService,
+    rng: random.Random,
+    ctx: CommandContext,
+    order: str,
+    opened: datetime,
+    within: int,
+    cutoff: datetime,
+) -> None:
+    """Most orders are rectified in time; some late; a few never (overdue once due)."""
+    fate = rng.random()
+    if fate < 0.08:
+        return
+    late = fate < 0.2
+    done = opened + timedelta(
+        days=within + rng.randrange(3, 20) if late else rng.randrange(3, within)
+    )
+    if done + timedelta(days=2) > cutoff:
+        return
+    await commands.handle(
+        SubmitRectification(id=order, note="已完成整改，附照片", occurred_at=done), ctx
+    )
+    await commands.handle(
+        VerifyRectification(
+            id=order, passed=True, note="复查合格", occurred_at=done + timedelta(days=2)
+        ),
+        ctx,
+    )

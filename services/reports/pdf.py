@@ -6,12 +6,11 @@ embeds a subset of a registered ``TTFont`` (only the glyphs the document uses) w
 ToUnicode map, so copying text out of the PDF gives the hanzi back. Reportlab's CID fonts
 (``STSong-Light``) would embed nothing and leave the glyphs to the viewer.
 
-Layout, in the workbook's order (``services/reports/xlsx.py``): title, the headline
-figures by section, the breakdowns, the child regions ranked (on a landscape page when
-their columns do not fit upright), a chart per trend (reportlab's own charts, the same
-series as the workbook's), the notes. Every page ends with the region, the month and
-"第 N 页 / 共 M 页". The same report gives the same bytes (``invariant``; the document
-date is ``generated_at``).
+Layout: title, the headline figures by section, the breakdowns, a chart per trend
+(reportlab's own charts, the same series as the workbook's), the child regions ranked (on a
+landscape page when their columns do not fit upright), the notes. Every page ends with the
+region, the month and "第 N 页 / 共 M 页". The same report gives the same bytes
+(``invariant``; the document date is ``generated_at``).
 """
 
 from __future__ import annotations
@@ -215,8 +214,10 @@ def story(report: MonthlyReport) -> list[Flowable]:
     flow.append(Spacer(1, 2 * mm))
 
     flow.extend(breakdowns(report))
-    flow.extend(ranking(report))
     flow.extend(trends(report))
+    # Last but the notes: a ranking too wide for an upright page takes a landscape one,
+    # and the notes follow it there.
+    flow.extend(ranking(report))
     if report.notes:
         flow.append(Paragraph("说明", HEADING))
         flow.extend(
@@ -287,7 +288,7 @@ def breakdowns(report: MonthlyReport) -> list[Flowable]:
 
 def ranking(report: MonthlyReport) -> list[Flowable]:
     """The child regions ranked: upright at 9 or 8 pt when the columns fit, else on a
-    landscape page of its own."""
+    landscape page, where the notes follow it."""
     if not report.children:
         return [
             Paragraph("下级区域排名", HEADING),
@@ -326,14 +327,7 @@ def ranking(report: MonthlyReport) -> list[Flowable]:
     grid = table(titles, rows, fractions, numeric=(3, len(titles)), width=width, size=size)
     if width == PORTRAIT_WIDTH:
         return [KeepTogether([heading, grid])]
-    return [
-        NextPageTemplate("landscape"),
-        PageBreak(),
-        heading,
-        grid,
-        NextPageTemplate("portrait"),
-        PageBreak(),
-    ]
+    return [NextPageTemplate("landscape"), PageBreak(), heading, grid]
 
 
 def ranking_columns(report: MonthlyReport, size: float) -> list[float]:
