@@ -35,7 +35,7 @@ from services.common.config import Settings
 from services.common.datadir import FAUST_DIR, DataDirInUse, hold, make_private_dir
 from services.common.errors import ShuangjianError
 from services.common.logging import configure_logging
-from services.common.projection import Projection
+from services.common.projection import Projection, stamp_versions
 from services.common.regions import RegionTree
 from services.demo import load_demo
 
@@ -376,6 +376,7 @@ async def _replay(settings: Settings) -> None:
             done += group
             for member in group:
                 console.print(f"Rebuilt {member.name}.")
+        await stamp_versions(platform.read_store, platform.runner.projections)
     finally:
         await platform.stop()
 

@@ -63,7 +63,9 @@ from services.common.projection import (
     ReplicaLag,
     RetryLater,
     collections_of,
+    outdated,
     project,
+    stamp_versions,
 )
 from services.common.regions import RegionTree
 from services.common.remote import RemoteService
@@ -168,6 +170,16 @@ class Projector:
         if self._prepared:
             return
         await self.read_store.ensure(collections_of(self.projections))
+        stale = await outdated(self.read_store, self.projections)
+        if stale:
+            # Replicas share the read models: one of them cannot rebuild under the others.
+            raise OutdatedReadModels(
+                f"the read models of {', '.join(p.name for p in stale)} were built by an "
+                "older version of their projection: stop the projector replicas and run "
+                "`shuangjian rebuild` (deploy/k8s/jobs/rebuild.yaml), which replays every "
+                "event into them"
+            )
+        await stamp_versions(self.read_store, self.projections)
         self._prepared = True
 
     def forget(self) -> None:
@@ -511,6 +523,11 @@ def run_projector(settings: Settings) -> None:
     if refusal is not None:
         log.error("projector.refused", error=refusal)
         raise SystemExit(f"shuangjian project: {refusal}")
+    try:
+        asyncio.run(_check_read_models(settings))
+    except OutdatedReadModels as exc:
+        log.error("projector.outdated_read_models", error=str(exc))
+        raise SystemExit(f"shuangjian project: {exc}") from None
     app = build_projector(settings, web_port=settings.projector_web_port or None)
     faust.Worker(app, loglevel=settings.log_level).execute_from_commandline()
 
@@ -521,6 +538,25 @@ if __name__ == "__main__":
     _settings = Settings.model_validate({})
     configure_logging(_settings.log_level, _settings.log_format)
     run_projector(_settings)
+
+
+async def _no_dead_letters(letter: DeadLetter) -> None:
+    """The start-up check applies nothing, so it parks nothing."""
+
+
+async def _check_read_models(settings: Settings) -> None:
+    """Refuse to start on read models an older version built (``Projector.prepare``)."""
+    store = build_read_store(settings)
+    try:
+        own = service_settings(MODULES)
+        readers = build_projections(settings, RegionTree.load(), MODULES, own)
+        await Projector(store, readers, _no_dead_letters).prepare()
+    finally:
+        await store.close()
+
+
+class OutdatedReadModels(Exception):
+    """The read models need a rebuild before this version's projector may write them."""
 
 
 class ProjectorRunning(Exception):
@@ -584,6 +620,8 @@ async def reset_for_replay(settings: Settings, modules: Modules = MODULES) -> li
         await store.ensure(collections_of(readers))
         for projection in readers:
             await store.reset(projection.name, [c.name for c in projection.collections])
+        # The replay fills them with what this version writes.
+        await stamp_versions(store, readers)
     finally:
         await store.close()
     return [projection.name for projection in readers]

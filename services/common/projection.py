@@ -45,6 +45,8 @@ DEAD_LETTERS = CollectionSpec("dead_letters", indexes=("projection",))
 # read models are behind, for readiness in processes that do not run the projections.
 REPLICAS = CollectionSpec("projector_replicas")
 FRESH_WITHIN = timedelta(seconds=30)
+VERSIONS = CollectionSpec("projection_versions")
+"""Which ``Projection.version`` built each projection's read models."""
 
 
 class ReplicaLag:
@@ -180,6 +182,9 @@ class Projection(abc.ABC):
     # Commands wait for it to reflect their events (read-your-writes). A process manager,
     # which builds no read model anybody reads back, is not waited for.
     read_model: ClassVar[bool] = True
+    # Bumped whenever what it writes changes: read models an older version built are
+    # rebuilt (``outdated``), since its new documents or counters are not in them.
+    version: ClassVar[int] = 1
 
     @abc.abstractmethod
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
@@ -249,8 +254,39 @@ async def project(
 
 def collections_of(projections: Sequence[Projection]) -> list[CollectionSpec]:
     """Every collection the projections write, and the dead letters, once each."""
-    specs = [DEAD_LETTERS, REPLICAS, *(c for p in projections for c in p.collections)]
+    specs = [DEAD_LETTERS, REPLICAS, VERSIONS, *(c for p in projections for c in p.collections)]
     return list({c.name: c for c in specs}.values())
+
+
+async def outdated(store: ReadStore, projections: Sequence[Projection]) -> list[Projection]:
+    """The read models an older version of their projection built: they lack what the
+    new version writes, so they must be rebuilt before they are read. Read models built
+    before versions were recorded count as version 1; ones not started yet are not
+    outdated."""
+    found = []
+    for projection in projections:
+        if not projection.read_model:
+            continue
+        stamp = await store.get(VERSIONS.name, projection.name)
+        if stamp is not None:
+            built = int(stamp["built"])
+        else:
+            positions = [await store.position(projection.name, s) for s in projection.sources]
+            if not any(positions):
+                continue
+            built = 1
+        if built != projection.version:
+            found.append(projection)
+    return found
+
+
+async def stamp_versions(store: ReadStore, projections: Sequence[Projection]) -> None:
+    """Record that these projections' read models are their current version's."""
+    for projection in projections:
+        if projection.read_model:
+            version = projection.version
+            put = Put(VERSIONS.name, projection.name, {"built": version}, version)
+            await store.commit(Batch("projection.versions", projection.name, version, [put]))
 
 
 class ProjectionRunner:
@@ -380,9 +416,21 @@ class ProjectionRunner:
             self._queue = self.bus.subscribe()
         # Something a projection needs is not there yet: the live loop tries it again.
         with contextlib.suppress(RetryLater):
+            await self.rebuild_outdated()
             await self.catch_up()
         if self._queue is not None:
             self._task = asyncio.create_task(self._live(), name="projection-runner")
+
+    async def rebuild_outdated(self) -> list[Projection]:
+        """Rebuild the read models an older version built (after an upgrade), then record
+        every projection's version. Returns what was rebuilt."""
+        done: list[Projection] = []
+        for projection in await outdated(self.read_store, self.projections):
+            if projection not in done:
+                log.warning("projection.outdated", projection=projection.name, rebuilding=True)
+                done += await self.rebuild(projection)
+        await stamp_versions(self.read_store, self.projections)
+        return done
 
     async def stop(self) -> None:
         if self._task is not None:

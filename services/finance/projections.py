@@ -133,6 +133,8 @@ def risk_counters(doc: Doc | None, regions: RegionTree) -> Counters:
 
 class FinanceProjection(Projection):
     name = "finance.money"
+    # 2: the month buckets' ``…_net`` standings and figures of the monthly report.
+    version = 2
     sources = (SERVICE, REGISTRY, INSPECTIONS)
     collections = (
         ACCOUNTS,

@@ -189,6 +189,8 @@ def penalty_counters(doc: Doc | None, regions: RegionTree) -> Counters:
 
 class InspectionsProjection(Projection):
     name = "inspections.records"
+    # 2: the month buckets' ``…_net`` standings and figures of the monthly report.
+    version = 2
     sources = (SERVICE,)
     collections = (
         INSPECTIONS,

@@ -214,6 +214,8 @@ def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> di
 
 class InstitutionsProjection(Projection):
     name = "registry.institutions"
+    # 2: the month buckets' ``…_net`` standings and figures of the monthly report.
+    version = 2
     sources = (SERVICE,)
     collections = (INSTITUTIONS, REGION_STATS, REGION_MONTHS)
 
