@@ -1,18 +1,23 @@
-"""Vendor the GraphiQL and Swagger UI assets into the package, from the npm registry.
+"""Vendor the GraphiQL, Swagger UI and ECharts assets into the package, from the npm registry.
 
-Usage: ``python scripts/refresh_web_assets.py`` (needs ``npm``). Edit ``BUNDLES`` to move
-a version, run the script, then check the pages (``tests/e2e/test_browser.py``).
+Usage: ``python scripts/refresh_web_assets.py [FOLDER…]`` (needs ``npm``; no folder: every
+bundle). Edit ``BUNDLES`` to move a version, run the script, then check the pages
+(``tests/e2e/test_browser.py``, ``tests/e2e/test_dashboard.py``).
 
-Government networks are often offline, so the GraphiQL page (``/graphql``) and each
-service's API page (``/api/<service>/docs``) load nothing from a CDN: every script,
-stylesheet and icon they use is a file in the package, copied here from the exact npm
-package version pinned below, with that package's licence next to it. Each folder gets an
+Government networks are often offline, so the GraphiQL page (``/graphql``), each
+service's API page (``/api/<service>/docs``) and the leaders' dashboard (``/dashboard``)
+load nothing from a CDN: every script, stylesheet and icon they use is a file in the
+package, copied here from the exact npm package version pinned below, with that
+package's licence next to it. Each folder gets an
 ``ASSETS.json`` naming the package, version and source path of every file with its
 SHA-256, which a test checks against the files.
 
 The GraphiQL versions are the ones strawberry's own GraphiQL page was written for
 (``services/gateway/graphiql.html`` is adapted from it): React 18 is the last React with
 UMD builds, which that page loads with plain ``<script>`` tags.
+
+ECharts' single-file build bundles zrender (BSD-3-Clause) and a few functions derived from
+d3 (BSD-3-Clause, ``licenses/LICENSE-d3``): their licence texts go next to it.
 """
 
 from __future__ import annotations
@@ -91,6 +96,19 @@ BUNDLES: dict[Path, list[Package]] = {
             },
         ),
     ],
+    ROOT / "services" / "gateway" / "static" / "dashboard": [
+        Package(
+            "echarts",
+            "6.1.0",
+            {"dist/echarts.min.js": "echarts.min.js"},
+            extra_notices={
+                "NOTICE": "echarts.NOTICE.txt",
+                "licenses/LICENSE-d3": "echarts-d3.LICENSE.txt",
+            },
+        ),
+        # No file of its own: echarts.min.js bundles it (the version echarts 6.1.0 pins).
+        Package("zrender", "6.1.0", {}),
+    ],
 }
 
 
@@ -142,13 +160,18 @@ def refresh(folder: Path, packages: list[Package], work: Path) -> None:
     print(f"{folder.relative_to(ROOT)}: {', '.join(manifest)}")
 
 
-def main() -> None:
+def main(names: list[str]) -> None:
+    """Refresh every bundle, or only the folders named (``dashboard``, ``graphiql``, …)."""
     if shutil.which("npm") is None:
         sys.exit("npm is needed to fetch the packages from the npm registry")
+    unknown = set(names) - {folder.name for folder in BUNDLES}
+    if unknown:
+        sys.exit(f"no bundle named {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as tmp:
         for folder, packages in BUNDLES.items():
-            refresh(folder, packages, Path(tmp))
+            if not names or folder.name in names:
+                refresh(folder, packages, Path(tmp))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

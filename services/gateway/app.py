@@ -46,6 +46,7 @@ from services.common.http import error_body
 from services.common.metrics import metrics_endpoint
 from services.common.observability import Check, label_request, readiness
 from services.gateway.context import Backend, GatewayContext
+from services.gateway.pages import add_pages
 from services.gateway.schema import MAX_TOKENS, build_schema
 from services.importing.jobs import ImportJobs
 
@@ -388,6 +389,7 @@ def create_app(
     router.verifier = verifier
     app.include_router(router, prefix=GRAPHQL_PATH)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_pages(app)  # /dashboard and /fonts
 
     @app.exception_handler(Unauthenticated)
     async def unauthenticated(_: Request, exc: Unauthenticated) -> JSONResponse:
