@@ -59,13 +59,16 @@ def refuse(message: str) -> NoReturn:
 
 
 @contextlib.contextmanager
-def data_dir_held(settings: Settings, command: str, *, exclusive: bool) -> Iterator[None]:
-    """Hold the data dir's lock (``services/common/datadir.py``) for the block, or refuse."""
+def data_dir_held(
+    settings: Settings, command: str, *, exclusive: bool, hint: str = ""
+) -> Iterator[None]:
+    """Hold the data dir's lock (``services/common/datadir.py``) for the block, or refuse
+    (with ``hint`` after the reason)."""
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(hold(settings.data_dir, command, exclusive=exclusive))
         except DataDirInUse as exc:
-            refuse(str(exc))
+            refuse(f"{exc}{hint}")
         except OSError as exc:
             refuse(f"cannot use the data dir {settings.data_dir}: {exc.strerror or exc}")
         yield
@@ -502,7 +505,8 @@ def report_monthly(
         )
     settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
     configure_logging(settings.log_level, settings.log_format)
-    with data_dir_held(settings, "report", exclusive=True):
+    running = "; or ask the running server: --url http://127.0.0.1:8000 --token TOKEN"
+    with data_dir_held(settings, "report", exclusive=True, hint=running):
         code = reports.report_from_data_dir(settings, region, month, chosen, out, console)
     raise typer.Exit(code)
 

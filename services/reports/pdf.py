@@ -476,10 +476,13 @@ def trend_chart(trend: Trend, width: float, height: float) -> Drawing:
             chart.lines[row].strokeColor = colour
             chart.lines[row].strokeWidth = 1.8
             chart.lines[row].symbol = makeMarker("FilledCircle", size=4, fillColor=colour)
+            # A run of one month is a dot: a line needs two points (reportlab insists).
+            if sum(v is not None for v in series[row]) > 1:
+                chart.lines[row].lineStyle = "joinedLine"
     if isinstance(chart, VerticalBarChart):
         chart.groupSpacing, chart.barSpacing = 6, 1
     else:
-        chart.joinedLines = 1
+        chart.joinedLines = 0  # per row instead, above
     drawing.add(chart)
 
     legend = Legend()

@@ -233,3 +233,20 @@ def test_a_bare_report_still_renders(report: MonthlyReport) -> None:
     bare = replace(report, breakdowns=(), children=(), trends=(), notes=())
     document = pdfium.PdfDocument(render_pdf(bare))
     assert report.title in document[0].get_textpage().get_text_bounded()
+
+
+def test_a_new_region_with_one_month_of_rates_still_prints(report: MonthlyReport) -> None:
+    """A rate known for one month only, or for none (a region that just started), is a dot
+    or nothing: reportlab refuses a line of one point, and the report must still print."""
+    trends = []
+    for trend in report.trends:
+        values = {
+            key: [None] * (len(series) - 1) + [series[-1]] if n == 0 else [None] * len(series)
+            for n, (key, series) in enumerate(trend.values.items())
+        }
+        trends.append(replace(trend, values=values))
+    sparse = replace(report, trends=trends)
+    document = pdfium.PdfDocument(render_pdf(sparse))
+    assert len(document) >= 1
+    text = "".join(page.get_textpage().get_text_range() for page in document)
+    assert all(trend.title in text for trend in sparse.trends)
