@@ -473,6 +473,9 @@ async def test_the_endpoint_serves_both_formats_with_graphql_numbers(
     assert forbidden.json()["error"]["field"] == "region"
     bad = await client.get("/api/reports/monthly", params={**params, "format": "docx"})
     assert bad.status_code == 422 and bad.json()["error"]["field"] == "format"
+    huge = await client.get("/api/reports/monthly", params={**params, "region": "6" * 5_000})
+    assert huge.status_code == 422 and huge.json()["error"]["field"] == "region"
+    assert len(huge.content) < 500  # the refusal does not echo the megabytes back
     missing = await client.get("/api/reports/monthly", params={"region": CITY})
     assert missing.status_code == 422 and missing.json()["error"]["field"] == "month"
     anonymous = await client.get(

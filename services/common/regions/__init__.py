@@ -109,8 +109,11 @@ class RegionTree:
         rather than silently read as the province 110000.
         """
         if not well_formed(code):
+            # Quoted short: whatever was sent is echoed back, and it may be megabytes.
+            text = str(code)
+            shown = text if len(text) <= 20 else f"{text[:20]}…({len(text)} characters)"
             raise BadInput(
-                f'region "{code}" is malformed: expected a 2-, 4- or 6-digit GB/T 2260 code',
+                f'region "{shown}" is malformed: expected a 2-, 4- or 6-digit GB/T 2260 code',
                 field=field,
             )
         region = self._by_code.get(code.ljust(6, "0"))
