@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bench import (
+    command_path,
     contention,
     event_store,
     finance,
@@ -19,6 +20,7 @@ from bench import (
 from bench._common import Stopwatch, console, print_machine
 
 BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
+    ("command path", command_path.main),
     ("event store", event_store.main),
     ("projection", projection.main),
     ("gateway", gateway.main),

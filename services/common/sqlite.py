@@ -47,8 +47,19 @@ from services.common.ports import (
 T = TypeVar("T")
 
 
+MAX_GROUP = 512
+"""Writes committed together at most (``SQLiteDatabase.write``)."""
+
+
 class SQLiteDatabase:
-    """A SQLite file with a writer thread and a reader thread."""
+    """A SQLite file with a writer thread and a reader thread.
+
+    Group commit: writes that arrive while the writer thread is busy wait in a queue, and
+    the next round commits all of them in one transaction, so they share one fsync. Each
+    runs in a savepoint of its own: one that raises is rolled back alone and its caller
+    gets the exception, the others commit. No caller hears "done" before the COMMIT that
+    holds its write has returned, so durability is what it was with a transaction each.
+    """
 
     def __init__(self, path: str | Path, *, durable: bool = True) -> None:
         self.path = Path(path)
@@ -61,6 +72,9 @@ class SQLiteDatabase:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-r-{self.path.stem}")
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._flusher_loop: asyncio.AbstractEventLoop | None = None
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -70,22 +84,67 @@ class SQLiteDatabase:
         return conn
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one IMMEDIATE transaction: all of it commits, or none of it."""
+        """Run ``fn`` in an IMMEDIATE transaction, all of it or none of it; answer once it
+        is committed (with the writes queued beside it: see the class)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, future))
+        if self._flusher is None or self._flusher.done() or self._flusher_loop is not loop:
+            self._flusher_loop = loop
+            self._flusher = loop.create_task(self._flush(), name=f"sqlite-commit-{self.path.stem}")
+        return await future
 
-        def run() -> T:
-            if self._write_conn is None:
-                self._write_conn = self._connect()
-            conn = self._write_conn
-            conn.execute("BEGIN IMMEDIATE")
+    async def _flush(self) -> None:
+        """Commit what is queued, a group at a time, until nothing is."""
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
             try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+                outcomes = await loop.run_in_executor(
+                    self._writer, self._commit, [fn for fn, _ in group]
+                )
+            except BaseException as exc:  # the COMMIT itself failed: none of them holds
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), (value, error) in zip(group, outcomes, strict=True):
+                if future.done():  # its caller stopped waiting; the write stands
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(value)
 
-        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+    def _commit(
+        self, fns: Sequence[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """In the writer thread: one transaction, a savepoint per write, one COMMIT."""
+        if self._write_conn is None:
+            self._write_conn = self._connect()
+        conn = self._write_conn
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn in fns:
+                conn.execute("SAVEPOINT one_write")
+                try:
+                    value = fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO one_write")
+                    conn.execute("RELEASE one_write")
+                    outcomes.append((None, exc))
+                else:
+                    conn.execute("RELEASE one_write")
+                    outcomes.append((value, None))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
