@@ -10,7 +10,7 @@ from services.bootstrap import build_projections
 from services.common.audit import INSTITUTION_EVENTS
 from services.common.config import Settings
 from services.common.ports import EventStore, ReadStore
-from services.common.projection import REPLICAS, ProjectionRunner, collections_of
+from services.common.projection import REPLICAS, VERSIONS, ProjectionRunner, collections_of
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteReadStore
 from services.registry.settings import RegistrySettings
@@ -25,11 +25,12 @@ def read_models(settings: Settings | None = None) -> list[str]:
 
     Not the process managers' ``process_refusals``: they are not replayed (a replay sends
     no command), and what they made the services do is in the event stores, hence in the
-    read models, all the same. Nor the projector replicas' heartbeats (not read models).
+    read models, all the same. Nor the projector replicas' heartbeats, nor which version
+    of each projection built them (bookkeeping, not read models).
     """
     settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
     specs = collections_of(build_projections(settings, REGIONS))
-    return [spec.name for spec in specs if spec is not REPLICAS]
+    return [spec.name for spec in specs if spec not in (REPLICAS, VERSIONS)]
 
 
 async def snapshot(store: ReadStore) -> Snapshot:
