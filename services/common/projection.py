@@ -17,7 +17,6 @@ import abc
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from copy import deepcopy
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -81,6 +80,8 @@ class RetryLater(Exception):
     past the event, and the runner or Kafka worker tries the run again later."""
 
 
+_MISSING: Any = object()
+
 CounterKey = tuple[str, str, str]
 """(collection, document key, counter field)."""
 
@@ -118,14 +119,21 @@ class ProjectionUnit:
         self._event_increments: list[Increment] = []
 
     async def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """The document as the events so far leave it.
+
+        It is shared, not copied: the unit's cache and the puts already staged hold the
+        same object, so a projection must never change it in place (build a new document,
+        as ``{**doc, ...}`` does, and ``put`` that). Copying every document on every read
+        was the largest cost of a rebuild; ``tests/unit/test_projection_unit.py`` checks
+        that no projection writes into what it reads.
+        """
         ref = (collection, key)
-        for layer in (self._event_docs, self._docs):
-            if ref in layer:
-                doc = layer[ref]
-                return deepcopy(doc) if doc is not None else None
-        doc = await self.store.get(collection, key)
-        self._docs[ref] = doc
-        return deepcopy(doc) if doc is not None else None
+        doc = self._event_docs.get(ref, _MISSING)
+        if doc is _MISSING:
+            doc = self._docs.get(ref, _MISSING)
+            if doc is _MISSING:
+                doc = self._docs[ref] = await self.store.get(collection, key)
+        return doc
 
     async def prefetch(self, refs: Iterable[tuple[str, str]]) -> None:
         """Load many documents in one read per collection instead of one read each."""
@@ -306,6 +314,7 @@ class ProjectionRunner:
         bus: InProcessBus | None = None,
         *,
         batch_size: int = 500,
+        replay_batch_size: int = 5000,
         poll_interval: float = 1.0,
     ) -> None:
         self.projections = list(projections)
@@ -314,6 +323,9 @@ class ProjectionRunner:
         self.event_stores = dict(event_stores)
         self.bus = bus
         self.batch_size = batch_size
+        # A rebuild, or the catch-up at start, replays a backlog: larger runs merge more
+        # counter increments per document and pay for one commit per run (see ``project``).
+        self.replay_batch_size = max(batch_size, replay_batch_size)
         self._positions: dict[tuple[str, str], int] = {}
         self._applied = asyncio.Condition()
         self._queue: asyncio.Queue[Envelope] | None = None
@@ -326,8 +338,9 @@ class ProjectionRunner:
                 pos = await self.read_store.position(projection.name, source)
                 self._positions[(projection.name, source)] = pos
 
-    async def catch_up(self, source: str | None = None) -> None:
-        """Apply everything the event stores hold beyond each projection's position.
+    async def catch_up(self, source: str | None = None, *, batch_size: int | None = None) -> None:
+        """Apply everything the event stores hold beyond each projection's position, in
+        runs of ``batch_size`` events (``self.batch_size`` unless given).
 
         A projection that raises ``RetryLater`` keeps its position and sits out the rest
         of this call, so it holds up no other projection; the call then raises the first
@@ -349,7 +362,9 @@ class ProjectionRunner:
                 )
                 if start is None:
                     break
-                events = await store.read_all(after_position=start, limit=self.batch_size)
+                events = await store.read_all(
+                    after_position=start, limit=batch_size or self.batch_size
+                )
                 if not events:
                     break
                 await self._apply(name, events, waiting)
@@ -417,7 +432,7 @@ class ProjectionRunner:
         # Something a projection needs is not there yet: the live loop tries it again.
         with contextlib.suppress(RetryLater):
             await self.rebuild_outdated()
-            await self.catch_up()
+            await self.catch_up(batch_size=self.replay_batch_size)
         if self._queue is not None:
             self._task = asyncio.create_task(self._live(), name="projection-runner")
 
@@ -490,5 +505,5 @@ class ProjectionRunner:
             await self.read_store.reset(member.name, [c.name for c in member.collections])
             for source in member.sources:
                 self._positions[(member.name, source)] = 0
-        await self.catch_up()
+        await self.catch_up(batch_size=self.replay_batch_size)
         return group

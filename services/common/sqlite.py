@@ -369,18 +369,7 @@ class SQLiteReadStore(ReadStore):
         table = self._table(collection)
         wanted = list(dict.fromkeys(keys))
 
-        def query(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-            found: dict[str, dict[str, Any]] = {}
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for key, doc in conn.execute(
-                    f"SELECT key, doc FROM {table} WHERE key IN ({marks})", chunk
-                ):
-                    found[key] = json.loads(doc)
-            return found
-
-        return await self.db.read(query)
+        return await self.db.read(lambda conn: _docs_by_key(conn, table, wanted))
 
     async def find(self, query: Query) -> Page:
         table = self._table(query.collection)
@@ -412,27 +401,39 @@ class SQLiteReadStore(ReadStore):
         tables = {c: self._table(c) for c in {p.collection for p in batch.puts}}
         tables.update({c: self._table(c) for c in {i.collection for i in batch.increments}})
 
+        # A run of thousands of events (a rebuild) touches thousands of documents: each
+        # table is read with one SELECT per 500 keys and written with one executemany.
         def txn(conn: sqlite3.Connection) -> None:
             applied = _position(conn, batch.projection, batch.source)
             fresh = [inc for inc in batch.increments if inc.position > applied]
+            by_table: dict[str, dict[str, dict[str, int]]] = {}
             for (collection, key), deltas in merge_increments(fresh).items():
-                table = tables[collection]
-                row = conn.execute(f"SELECT doc FROM {table} WHERE key = ?", (key,)).fetchone()
-                doc: dict[str, Any] = json.loads(row[0]) if row else {"id": key, "version": 0}
-                for name, delta in deltas.items():
-                    doc[name] = doc.get(name, 0) + delta
-                conn.execute(
+                by_table.setdefault(tables[collection], {})[key] = deltas
+            for table, changes in by_table.items():
+                stored = _docs_by_key(conn, table, list(changes))
+                counted = []
+                for key, deltas in changes.items():
+                    doc = stored.get(key) or {"id": key, "version": 0}
+                    for name, delta in deltas.items():
+                        doc[name] = doc.get(name, 0) + delta
+                    counted.append((key, _dumps(doc)))
+                conn.executemany(
                     f"INSERT INTO {table} (key, version, doc) VALUES (?, 0, ?) "
                     "ON CONFLICT (key) DO UPDATE SET doc = excluded.doc",
-                    (key, json.dumps(doc, ensure_ascii=False)),
+                    counted,
                 )
+            puts: dict[str, list[tuple[str, int, str]]] = {}
             for put in latest_puts(batch.puts):
                 doc = {**put.doc, "id": put.key, "version": put.version}
-                conn.execute(
-                    f"INSERT INTO {tables[put.collection]} (key, version, doc) VALUES (?, ?, ?) "
+                puts.setdefault(tables[put.collection], []).append(
+                    (put.key, put.version, _dumps(doc))
+                )
+            for table, rows in puts.items():
+                conn.executemany(
+                    f"INSERT INTO {table} (key, version, doc) VALUES (?, ?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET version = excluded.version, "
                     "doc = excluded.doc WHERE excluded.version > version",
-                    (put.key, put.version, json.dumps(doc, ensure_ascii=False)),
+                    rows,
                 )
             conn.execute(
                 "INSERT INTO positions (projection, source, position) VALUES (?, ?, ?) "
@@ -465,6 +466,21 @@ class SQLiteReadStore(ReadStore):
                 json.loads(doc) for (doc,) in conn.execute(f"SELECT doc FROM {table} ORDER BY key")
             ]
         )
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+"""``json.dumps(doc, ensure_ascii=False)`` without building an encoder per call."""
+
+
+def _docs_by_key(conn: sqlite3.Connection, table: str, keys: Sequence[str]) -> dict[str, Any]:
+    """The stored documents of these keys (distinct), 500 keys per SELECT."""
+    found: dict[str, Any] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for key, doc in conn.execute(f"SELECT key, doc FROM {table} WHERE key IN ({marks})", chunk):
+            found[key] = json.loads(doc)
+    return found
 
 
 def _create_collection(conn: sqlite3.Connection, spec: CollectionSpec) -> None:

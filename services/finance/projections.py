@@ -171,6 +171,10 @@ class FinanceProjection(Projection):
                 continue
             if event.service == REGISTRY:
                 yield REGISTER.name, event.stream
+            elif event.service == INSPECTIONS:
+                order = event.data.get("rectification")
+                if event.data.get("passed") and isinstance(order, str):
+                    yield FEES_ORDERS.name, order
             elif event.service == SERVICE:
                 collection = self._own_collection(event.type)
                 yield collection.name, self._own_key(event)

@@ -79,6 +79,8 @@ STREAM_COLLECTION: dict[type[DomainEvent], CollectionSpec] = {
 }
 
 COLLECTION_OF_TYPE = {kind.TYPE: spec for kind, spec in STREAM_COLLECTION.items()}
+# The events that also read the order they name (``prefetch``).
+RECTIFICATION_TYPES = frozenset((RectificationSubmitted.TYPE, RectificationVerified.TYPE))
 
 
 def place_key(institution_id: str | None, venue: str | None, region: str) -> str:
@@ -216,6 +218,10 @@ class InspectionsProjection(Projection):
             spec = COLLECTION_OF_TYPE.get(event.type)
             if spec is not None:
                 yield spec.name, event.stream
+            if event.type in RECTIFICATION_TYPES and isinstance(
+                order := event.data.get("rectification"), str
+            ):
+                yield RECTIFICATIONS.name, order
 
     async def apply(self, event: Envelope, unit: ProjectionUnit) -> None:
         fact = INSPECTION_EVENTS.decode(event)
