@@ -17,8 +17,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/shuangjian up --demo
 
+# pytest-xdist: the first worker runs the modules that start brokers and servers one at a
+# time, the others the rest at a lower CPU priority (tests/scheduling.py). WORKERS=0: one
+# process.
+WORKERS ?= 3
+
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

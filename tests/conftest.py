@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.bootstrap import Platform, build_platform, embedded_app
+from services.bootstrap import Platform, build_platform, embedded_app, limited_schema
 from services.common.auth import Role, TokenVerifier, issue_token
 from services.common.config import Settings
 from tests.brokers import ferretdb
@@ -57,9 +57,24 @@ def bearer(role: Role = Role.ADMIN, region: str | None = None, subject: str = "t
     return f"Bearer {issue_token(SECRET, subject, role=role, region=region)}"
 
 
+_schemas: dict[str, Any] = {}
+
+
+def schema_for(settings: Settings) -> Any:
+    """The GraphQL schema ``embedded_app`` builds for ``settings`` (``limited_schema``),
+    built once per distinct configuration rather than once per test: strawberry takes
+    ~0.3 s to build it, and it holds no state of a platform (each request's context
+    carries the platform, as in the gateway, which serves every request with one)."""
+    key = settings.model_dump_json(exclude={"data_dir"})
+    if key not in _schemas:
+        _schemas[key] = limited_schema(settings)
+    return _schemas[key]
+
+
 @pytest.fixture
 def app(platform: Platform) -> Any:
-    return embedded_app(platform, TokenVerifier(platform.regions, secret=SECRET))
+    verifier = TokenVerifier(platform.regions, secret=SECRET)
+    return embedded_app(platform, verifier, schema=schema_for(platform.settings))
 
 
 @pytest.fixture
@@ -111,8 +126,60 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """At the end, where ``pytest -q`` (``make test``) shows it: the brokers really used."""
+    """At the end, where ``pytest -q`` (``make test``) shows it: the brokers really used
+    (under pytest-xdist: by every worker, as each reported when it finished)."""
     from tests.kafka.brokers import summary
 
     terminalreporter.write_line(summary())
     terminalreporter.write_line(pytest_report_header(terminalreporter.config)[1])
+
+
+# --- pytest-xdist (``make test`` runs ``-n 3 --dist loadfile``) ----------------------------
+#
+# Each worker is a pytest session of its own, with its own session fixtures: its own Kafka
+# and FerretDB (a test that takes the broker down affects only its own worker's tests, which
+# run one at a time, as without xdist). Which worker runs what: ``tests/scheduling.py``.
+# Ports: ``tests/ports.py``.
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import ForegroundFirst
+
+    return ForegroundFirst(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    from tests.scheduling import FOREGROUND_WORKER
+
+    background = node.gateway.id != FOREGROUND_WORKER
+    node.workerinput["background"] = background and node.config.getvalue("dist") == "loadfile"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config, "workerinput", {}).get("background"):
+        from tests.scheduling import lower_priority
+
+        lower_priority()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An xdist worker tells the controller which brokers its Kafka tests ran on."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        from tests.kafka.brokers import USED
+
+        output["kafka_used"] = list(USED)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """The controller collects what each worker's Kafka tests ran on, for the summary."""
+    from tests.kafka.brokers import USED
+
+    for description in getattr(node, "workeroutput", {}).get("kafka_used", []):
+        if description not in USED:
+            USED.append(description)

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+
+from tests.ports import free_port
 
 SHUANGJIAN = Path(sys.executable).parent / "shuangjian"
 READY_WITHIN = 60.0
@@ -21,10 +22,7 @@ STOP_WITHIN = 15.0
 T = TypeVar("T")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["SHUANGJIAN", "Process", "clean_env", "free_port", "stop_all", "wait_until"]
 
 
 def clean_env() -> dict[str, str]:
@@ -70,6 +68,7 @@ class Process:
         self.env = dict(env)
         self.ready_url = ready_url
         self.process: subprocess.Popen[bytes] | None = None
+        self._terminated: subprocess.Popen[bytes] | None = None  # the run SIGTERM was sent to
         self.runs = 0
         self.logs: list[Path] = []
 
@@ -120,14 +119,23 @@ class Process:
                 f"{self.name} did not exit within {STOP_WITHIN}s of SIGINT:\n{self.last_output}"
             ) from None
 
+    def terminate(self) -> None:
+        """SIGTERM, once, without waiting (``stop`` waits); nothing when it does not run."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        if self._terminated is not self.process:  # a second SIGTERM forces uvicorn's exit
+            self._terminated = self.process
+            self.process.terminate()
+
     def stop(self, *, strict: bool = True) -> int | None:
-        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code.
+        """SIGTERM (unless ``terminate`` sent it) and wait; SIGKILL if it does not exit in
+        time. Returns the exit code.
 
         ``strict``: a process that had to be killed fails the test (not in teardown).
         """
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
-        self.process.terminate()
+        self.terminate()
         try:
             return self.process.wait(timeout=STOP_WITHIN)
         except subprocess.TimeoutExpired:
@@ -152,3 +160,20 @@ class Process:
             for log in self.logs
             if log.exists()
         )
+
+
+def stop_all(processes: Iterable[Process], *, strict: bool = True) -> None:
+    """``stop`` each process, shutting them down together rather than one after the
+    other: SIGTERM to all first, then wait for each (each still gets ``STOP_WITHIN``).
+    Every process is stopped even when one fails; then the first failure is raised."""
+    chosen = list(processes)
+    for process in chosen:
+        process.terminate()
+    failures: list[AssertionError] = []
+    for process in chosen:
+        try:
+            process.stop(strict=strict)
+        except AssertionError as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]

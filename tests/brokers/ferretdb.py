@@ -41,6 +41,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from tests.brokers.spawn import spawn
+from tests.ports import free_port
 
 MODULE = "github.com/FerretDB/FerretDB"
 VERSION = "v1.24.2"
@@ -185,12 +186,6 @@ def _remove(path: Path) -> None:
 # --- the server --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class FerretDB:
     """One FerretDB process on a free loopback port, its data and log in ``directory``.
 
@@ -251,7 +246,7 @@ class FerretDB:
         data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         for _ in range(1 if self._wanted_port else 3):
-            self._port = self._wanted_port or _free_port()
+            self._port = self._wanted_port or free_port()
             offset = self.log.stat().st_size if self.log.exists() else 0
             self._process = self._spawn(binary, data)
             if self._wait_ready():

@@ -115,6 +115,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.brokers import tls
 from tests.brokers.spawn import spawn
+from tests.ports import free_ports
 
 KAFKA_VERSION = "4.4.0"
 SCALA_VERSION = "2.13"
@@ -393,20 +394,6 @@ class SaslSsl:
 # The cluster
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports (held open together so none is handed out twice)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _new_cluster_id() -> str:
     """A random Kafka Uuid (22 url-safe base64 characters), not starting with '-'."""
     while True:
@@ -582,7 +569,7 @@ class KafkaCluster:
                 for entry in state["nodes"]
             }
             return str(state["cluster_id"]), nodes
-        ports = iter(_free_ports(3 * self.nodes))
+        ports = iter(free_ports(3 * self.nodes))
         nodes = {
             node_id: _Node(
                 node_id=node_id,

@@ -38,7 +38,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -54,6 +53,8 @@ import httpx
 import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -860,12 +861,6 @@ def test_installed_package_data_is_complete(installed: Installed) -> None:
             assert (target / relative).read_bytes() == (source / relative).read_bytes(), (
                 f"{package}/{relative} is not in the wheel"
             )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def healthcheck(installed: Installed, dockerfile: Dockerfile, url: str) -> int:

@@ -2,8 +2,9 @@
 mock cluster elsewhere, or an existing cluster named by ``SHUANGJIAN_TEST_KAFKA_BOOTSTRAP``.
 
 Which one is decided once per run (``tests.kafka.brokers.choice``) and printed in the
-report header. Each broker is started once per session and shared: every test uses its
-own topic prefix. The tests that take the broker down bring it back before the next test.
+report header. The broker is started once per session (per pytest-xdist worker) and shared:
+every test uses its own topic prefix. The tests that take the broker down bring it back
+before the next test.
 """
 
 from __future__ import annotations
@@ -60,7 +61,12 @@ async def kafka_settings(kafka_broker: Broker, tmp_path: Path) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
+# The two clusters below serve one module each: they stop when it ends (module scope), as
+# idle JVMs kept to the end of the session would take CPU from the rest of the run (three
+# nodes: ~10% of a core).
+
+
+@pytest.fixture(scope="module")
 def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
     """A real three-node cluster (``min.insync.replicas`` 2) whose brokers a test may kill."""
     broker = ApacheKafka(tmp_path_factory.mktemp("kafka-3"), nodes=3)
@@ -70,7 +76,7 @@ def three_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafk
         broker.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sasl_ssl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApacheKafka]:
     """A real broker whose client listener is SASL_SSL (SCRAM-SHA-512) only, with
     certificates made for the test (``tests/brokers/tls.py``)."""
