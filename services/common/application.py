@@ -226,30 +226,49 @@ class Application(Generic[A]):
         ids: IdempotentIds | None,
         started: float,
     ) -> Outcome[A]:
+        decided: list[A] = []
+
+        def attempt_on(stored: list[Envelope]) -> list[Envelope]:
+            # Plain code: the store may run it in its writer thread, inside the
+            # transaction that appends what it returns.
+            aggregate = self.factory(stream)
+            aggregate.replay([(self.events.decode(e), e.occurred_at) for e in stored])
+            decided.append(aggregate)
+            return self._decide(stream, aggregate, decide, ctx, ids)
+
         for attempt in range(1, self.retry.attempts + 1):
-            aggregate = await self.load(stream)
-            loaded_at = aggregate.version
-            if aggregate.exists:
-                ctx.principal.require_write(aggregate.region)
-            decide(aggregate)
-            changes = aggregate.collect()
-            now = self.clock()
-            for change in changes:
-                ctx.principal.require_write(change.region)
-                if not ctx.principal.role.backdates:
-                    require_recent(change.occurred_at, now, self.backdate_window)
-            if not changes:
-                return Outcome(aggregate)
-            envelopes = self._envelopes(stream, loaded_at, changes, ctx, ids)
             try:
-                stored = await self.store.append(envelopes, expected_version=loaded_at)
+                stored = await self.store.decide_and_append(stream, attempt_on)
             except ConcurrencyConflict as lost:
                 await self._back_off(stream, attempt, started, lost)
                 continue
-            if self.on_commit is not None:
+            if stored and self.on_commit is not None:
                 self.on_commit()
-            return Outcome(aggregate, stored)
+            return Outcome(decided[-1], stored)
         raise AssertionError("unreachable")
+
+    def _decide(
+        self,
+        stream: str,
+        aggregate: A,
+        decide: Callable[[A], None],
+        ctx: CommandContext,
+        ids: IdempotentIds | None,
+    ) -> list[Envelope]:
+        """The events ``decide`` makes of ``aggregate``, once the caller may record them."""
+        loaded_at = aggregate.version
+        if aggregate.exists:
+            ctx.principal.require_write(aggregate.region)
+        decide(aggregate)
+        changes = aggregate.collect()
+        now = self.clock()
+        for change in changes:
+            ctx.principal.require_write(change.region)
+            if not ctx.principal.role.backdates:
+                require_recent(change.occurred_at, now, self.backdate_window)
+        if not changes:
+            return []
+        return self._envelopes(stream, loaded_at, changes, ctx, ids)
 
     @contextlib.asynccontextmanager
     async def _turn(self, stream: str, started: float) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ import abc
 import base64
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -43,6 +43,24 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
         """Events of every stream in position order, starting after ``after_position``."""
+
+    async def decide_and_append(
+        self, stream: str, decide: Callable[[list[Envelope]], Sequence[Envelope]]
+    ) -> list[Envelope]:
+        """Read ``stream``, let ``decide`` say which events follow what it read, append them.
+
+        ``decide`` is plain code (no I/O) and may raise: nothing is appended then. What it
+        returns continues the stream it was given (versions from the last one read + 1),
+        and is appended as by ``append`` with that expectation, so a writer that got there
+        first makes it a ``ConcurrencyConflict``. An adapter that can read and append in
+        one transaction overrides this, so the read costs no extra trip and the decision
+        cannot be overtaken. Returns the stored events (none when ``decide`` returned none).
+        """
+        stored = await self.read_stream(stream)
+        new = decide(stored)
+        if not new:
+            return []
+        return await self.append(new, expected_version=stored[-1].version if stored else 0)
 
     @abc.abstractmethod
     async def get_event(self, event_id: UUID) -> Envelope | None: ...

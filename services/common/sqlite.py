@@ -10,8 +10,11 @@ assigned in commit order and never interleave.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import queue
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,13 +71,14 @@ class SQLiteDatabase:
         # FULL fsyncs every commit: an accepted command survives a power cut. Read models
         # can be rebuilt by replay, so they trade that for speed with NORMAL.
         self._synchronous = "FULL" if durable else "NORMAL"
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-w-{self.path.stem}")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-r-{self.path.stem}")
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
-        self._queue: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-        self._flusher_loop: asyncio.AbstractEventLoop | None = None
+        # The writer thread starts with the first write; None in the queue stops it.
+        self._pending: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._state = threading.Lock()
+        self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -88,35 +92,48 @@ class SQLiteDatabase:
         is committed (with the writes queued beside it: see the class)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.append((fn, future))
-        if self._flusher is None or self._flusher.done() or self._flusher_loop is not loop:
-            self._flusher_loop = loop
-            self._flusher = loop.create_task(self._flush(), name=f"sqlite-commit-{self.path.stem}")
+        with self._state:
+            if self._closed:
+                raise RuntimeError(f"{self.path.name} is closed")
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name=f"sqlite-w-{self.path.stem}", daemon=True
+                )
+                self._writer.start()
+            self._pending.put((fn, future, loop))
         return await future
 
-    async def _flush(self) -> None:
-        """Commit what is queued, a group at a time, until nothing is."""
-        loop = asyncio.get_running_loop()
-        while self._queue:
-            group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+    def _write_loop(self) -> None:
+        """The writer thread: take what is queued, up to ``MAX_GROUP``, commit it as one
+        transaction, hand every caller its outcome on its own event loop; until closed."""
+        stopping = False
+        while not stopping:
+            first = self._pending.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < MAX_GROUP:
+                try:
+                    more = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                group.append(more)
             try:
-                outcomes = await loop.run_in_executor(
-                    self._writer, self._commit, [fn for fn, _ in group]
-                )
+                outcomes = self._commit([fn for fn, _, _ in group])
             except BaseException as exc:  # the COMMIT itself failed: none of them holds
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for (_, future), (value, error) in zip(group, outcomes, strict=True):
-                if future.done():  # its caller stopped waiting; the write stands
-                    continue
-                if error is not None:
-                    future.set_exception(error)
-                else:
-                    future.set_result(value)
+                outcomes = [(None, exc)] * len(group)
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+            for (_, future, loop), outcome in zip(group, outcomes, strict=True):
+                by_loop.setdefault(loop, []).append((future, outcome))
+            for loop, answers in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_answer, answers)
+        if self._write_conn is not None:
+            self._write_conn.close()
+            self._write_conn = None
 
     def _commit(
         self, fns: Sequence[Callable[[sqlite3.Connection], Any]]
@@ -155,21 +172,38 @@ class SQLiteDatabase:
         return await asyncio.get_running_loop().run_in_executor(self._reader, run)
 
     async def close(self) -> None:
-        def close_write() -> None:
-            if self._write_conn is not None:
-                self._write_conn.close()
-                self._write_conn = None
-
         def close_read() -> None:
             if self._read_conn is not None:
                 self._read_conn.close()
                 self._read_conn = None
 
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, close_write)
-        await loop.run_in_executor(self._reader, close_read)
-        self._writer.shutdown(wait=True)
+        with self._state:
+            self._closed, writer = True, self._writer
+            if writer is not None:
+                self._pending.put(None)
+        if writer is not None:
+            await asyncio.to_thread(writer.join)
+        await asyncio.get_running_loop().run_in_executor(self._reader, close_read)
         self._reader.shutdown(wait=True)
+
+
+_Write = tuple[
+    Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop
+]
+"""A queued write: the transaction's function, its caller's future and event loop."""
+
+
+def _answer(
+    answers: Sequence[tuple[asyncio.Future[Any], tuple[Any, BaseException | None]]],
+) -> None:
+    """On the caller's event loop: each future gets its write's value or exception."""
+    for future, (value, error) in answers:
+        if future.done():  # its caller stopped waiting; the write stands
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
 
 
 # --- event store ------------------------------------------------------------------------
@@ -207,34 +241,23 @@ class SQLiteEventStore(EventStore):
     async def append(self, events: Sequence[Envelope], expected_version: int) -> list[Envelope]:
         check_commit(events, expected_version)
         bodies = [e.model_dump_json(exclude={"position"}) for e in events]
+        return await self.db.write(lambda conn: _append(conn, events, bodies, expected_version))
+
+    async def decide_and_append(
+        self, stream: str, decide: Callable[[list[Envelope]], Sequence[Envelope]]
+    ) -> list[Envelope]:
+        """Read, decide and append in one transaction in the writer thread: one trip, and
+        no writer can come between the read and the append (``BEGIN IMMEDIATE``)."""
 
         def txn(conn: sqlite3.Connection) -> list[Envelope]:
-            first = events[0]
-            row = conn.execute(
-                "SELECT version FROM events WHERE id = ?", (str(first.id),)
-            ).fetchone()
-            if row is not None:
-                return _already_stored(conn, events)
-            current = conn.execute(
-                "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", (first.stream,)
-            ).fetchone()[0]
-            if current != expected_version:
-                raise ConcurrencyConflict(
-                    f"stream {first.stream} is at version {current}, "
-                    f"not the expected {expected_version}"
-                )
-            stored = []
-            for event, body in zip(events, bodies, strict=True):
-                try:
-                    cur = conn.execute(
-                        "INSERT INTO events (id, stream, version, body) VALUES (?, ?, ?, ?)",
-                        (str(event.id), event.stream, event.version, body),
-                    )
-                except sqlite3.IntegrityError as exc:
-                    raise Conflict(f"event id {event.id} is already stored elsewhere") from exc
-                assert cur.lastrowid is not None
-                stored.append(event.with_position(cur.lastrowid))
-            return stored
+            stored = _stream(conn, stream, 0, 2**62)
+            new = decide(stored)
+            if not new:
+                return []
+            expected = stored[-1].version if stored else 0
+            check_commit(new, expected)
+            bodies = [e.model_dump_json(exclude={"position"}) for e in new]
+            return _insert(conn, new, bodies)
 
         return await self.db.write(txn)
 
@@ -243,15 +266,7 @@ class SQLiteEventStore(EventStore):
     ) -> list[Envelope]:
         upper = to_version if to_version is not None else 2**62
 
-        def query(conn: sqlite3.Connection) -> list[Envelope]:
-            rows = conn.execute(
-                "SELECT position, body FROM events WHERE stream = ? AND version > ? "
-                "AND version <= ? ORDER BY version",
-                (stream, after_version, upper),
-            ).fetchall()
-            return [_decode_row(*row) for row in rows]
-
-        return await self.db.read(query)
+        return await self.db.read(lambda conn: _stream(conn, stream, after_version, upper))
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[Envelope]:
         def query(conn: sqlite3.Connection) -> list[Envelope]:
@@ -300,6 +315,59 @@ class SQLiteEventStore(EventStore):
                 (last,),
             )
         )
+
+
+def _stream(conn: sqlite3.Connection, stream: str, after: int, upto: int) -> list[Envelope]:
+    rows = conn.execute(
+        "SELECT position, body FROM events WHERE stream = ? AND version > ? "
+        "AND version <= ? ORDER BY version",
+        (stream, after, upto),
+    ).fetchall()
+    return [_decode_row(*row) for row in rows]
+
+
+def _append(
+    conn: sqlite3.Connection,
+    events: Sequence[Envelope],
+    bodies: Sequence[str],
+    expected_version: int,
+) -> list[Envelope]:
+    """One commit's INSERTs, checked: a retry of a stored commit, or the next version."""
+    first = events[0]
+    row = conn.execute("SELECT version FROM events WHERE id = ?", (str(first.id),)).fetchone()
+    if row is not None:
+        return _already_stored(conn, events)
+    current = conn.execute(
+        "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", (first.stream,)
+    ).fetchone()[0]
+    if current != expected_version:
+        raise ConcurrencyConflict(
+            f"stream {first.stream} is at version {current}, not the expected {expected_version}"
+        )
+    return _insert(conn, events, bodies)
+
+
+def _insert(
+    conn: sqlite3.Connection, events: Sequence[Envelope], bodies: Sequence[str]
+) -> list[Envelope]:
+    """INSERT a commit whose versions follow the stream's last (checked by the caller).
+
+    An event id stored before is a retried commit (``_already_stored``) or a conflict.
+    """
+    stored = []
+    for event, body in zip(events, bodies, strict=True):
+        try:
+            cur = conn.execute(
+                "INSERT INTO events (id, stream, version, body) VALUES (?, ?, ?, ?)",
+                (str(event.id), event.stream, event.version, body),
+            )
+        except sqlite3.IntegrityError as exc:
+            if event is events[0]:
+                return _already_stored(conn, events)
+            raise Conflict(f"event id {event.id} is already stored elsewhere") from exc
+        assert cur.lastrowid is not None
+        stored.append(event.with_position(cur.lastrowid))
+    return stored
 
 
 def _already_stored(conn: sqlite3.Connection, events: Sequence[Envelope]) -> list[Envelope]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -26,6 +26,7 @@ from tests.conftest import GraphQL, bearer
 from tests.factories import registration
 
 CARD = "registry.WarningCardIssued"
+Decide = Callable[[list[Envelope]], Sequence[Envelope]]
 CONCURRENT_UPDATE: dict[str, Any] = {
     "code": "CONFLICT",
     "reason": "CONCURRENT_UPDATE",
@@ -109,13 +110,13 @@ class CountingAppends:
     def __init__(self, platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
         self.appends = self.lost = 0
         self.store = platform.event_stores["registry"]
-        self.append = self.store.append
-        monkeypatch.setattr(self.store, "append", self.counted)
+        self.append = self.store.decide_and_append
+        monkeypatch.setattr(self.store, "decide_and_append", self.counted)
 
-    async def counted(self, events: Sequence[Envelope], expected_version: int) -> list[Envelope]:
+    async def counted(self, stream: str, decide: Decide) -> list[Envelope]:
         self.appends += 1
         try:
-            return await self.append(events, expected_version)
+            return await self.append(stream, decide)
         except ConcurrencyConflict:
             self.lost += 1
             raise
@@ -138,14 +139,14 @@ async def test_a_command_that_cannot_get_its_turn_in_time_is_a_retryable_conflic
 ) -> None:
     await registered(gql, platform)
     store = platform.event_stores["registry"]
-    append, entered, release = store.append, asyncio.Event(), asyncio.Event()
+    append, entered, release = store.decide_and_append, asyncio.Event(), asyncio.Event()
 
-    async def slow(events: Sequence[Envelope], expected_version: int) -> list[Envelope]:
+    async def slow(stream: str, decide: Decide) -> list[Envelope]:
         entered.set()
         await release.wait()
-        return await append(events, expected_version)
+        return await append(stream, decide)
 
-    monkeypatch.setattr(store, "append", slow)
+    monkeypatch.setattr(store, "decide_and_append", slow)
     registry_of(platform).retry = RetryPolicy(deadline=0.01)
     first = asyncio.ensure_future(
         platform.execute(IssueWarningCard(id="hot", color="YELLOW", reason="一"), CommandContext())
@@ -167,17 +168,18 @@ async def test_a_command_that_cannot_get_its_turn_in_time_is_a_retryable_conflic
 
 
 class AlwaysBehind:
-    """Every append finds that another writer came first."""
+    """Every append finds that another writer came first (after deciding on what it read)."""
 
     def __init__(self, platform: Platform) -> None:
         self.appends = 0
         self.store = platform.event_stores["registry"]
 
-    async def append(self, events: Sequence[Envelope], expected_version: int) -> list[Envelope]:
+    async def append(self, stream: str, decide: Decide) -> list[Envelope]:
         self.appends += 1
+        stored = await self.store.read_stream(stream)
+        decide(stored)
         raise ConcurrencyConflict(
-            f"stream {events[0].stream} is at version {expected_version + 1}, "
-            f"not the expected {expected_version}"
+            f"stream {stream} is at version {len(stored) + 1}, not the expected {len(stored)}"
         )
 
 
@@ -188,7 +190,7 @@ async def contested(
     """Institution ``hot``, and a registry whose every append loses the race."""
     await registered(gql, platform)
     behind = AlwaysBehind(platform)
-    monkeypatch.setattr(behind.store, "append", behind.append)
+    monkeypatch.setattr(behind.store, "decide_and_append", behind.append)
     registry_of(platform).retry = RetryPolicy(attempts=4, backoff=0.0005, max_backoff=0.001)
     return behind
 
