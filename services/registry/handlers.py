@@ -132,7 +132,30 @@ class Registry(Application[Institution]):
         if not ctx.principal.role.backdates:
             require_recent(claim.at, self.clock(), self.backdate_window)
         code_stream = credit_code_stream(claim.event.credit_code)
+
+        def free_code(stored: list[Envelope]) -> list[Envelope]:
+            """The common case in one trip: a code nobody else holds, reserved."""
+            code = self._code(code_stream, stored)
+            if code.holder is not None and code.holder != stream:
+                raise _HeldElsewhere
+            loaded_at = code.version
+            code.reserve(stream, claim.event, claim.at, None)
+            changes = code.collect()
+            if not changes:
+                return []
+            # Reserving again is a no-op by itself: no ids from an idempotency key.
+            return self._envelopes(code_stream, loaded_at, changes, ctx, None)
+
         for _ in range(self.reserve_attempts):
+            with contextlib.suppress(_HeldElsewhere):
+                try:
+                    reserved = await self.store.decide_and_append(code_stream, free_code)
+                    if reserved and self.on_commit is not None:
+                        self.on_commit()
+                    return True
+                except ConcurrencyConflict:
+                    continue  # another registration of this code came first: decide again
+            # Another institution holds it: see whether that claim was ever finished.
             code, last = await self._load_code(code_stream)
             holder = None
             if code.holder is not None and code.holder != stream:
@@ -183,8 +206,14 @@ class Registry(Application[Institution]):
 
     async def _load_code(self, stream: str) -> tuple[CreditCode, Envelope | None]:
         stored = await self.store.read_stream(stream)
-        code = CreditCode(stream).replay([(self.events.decode(e), e.occurred_at) for e in stored])
-        return code, stored[-1] if stored else None
+        return self._code(stream, stored), stored[-1] if stored else None
+
+    def _code(self, stream: str, stored: list[Envelope]) -> CreditCode:
+        return CreditCode(stream).replay([(self.events.decode(e), e.occurred_at) for e in stored])
+
+
+class _HeldElsewhere(Exception):
+    """The credit code is held for another institution (``Registry._reserve``)."""
 
 
 Act = Call[Registry]
