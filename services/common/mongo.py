@@ -23,6 +23,7 @@ and against FerretDB (standalone-like, no transactions; ``tests/brokers/FERRETDB
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -54,9 +55,11 @@ from services.common.ports import (
     Query,
     Range,
     ReadStore,
+    Search,
     check_commit,
     decode_cursor,
     encode_cursor,
+    fold,
     latest_puts,
     safe_name,
 )
@@ -328,7 +331,11 @@ class MongoReadStore(ReadStore):
 
     A stored document is ``{_id: key, id: key, version, ...fields, _pos: {guard: n}}``:
     ``_pos`` records, per projection and source, the last source position whose
-    increments the document absorbed. Readers never see ``_id`` or ``_pos``.
+    increments the document absorbed. A collection with ``search`` fields also keeps
+    ``_grams`` (``grams``), under a multikey index: a ``Search`` asks for all of the text's
+    grams there, then checks the substring with an (escaped) regex. Readers never see
+    ``_id``, ``_pos`` or ``_grams``. Totals are ``count_documents`` (on a server, a
+    ``COUNT_SCAN`` of the filter's index), not counters: ``CountSpec`` is SQLite's.
 
     ``transactions``: ``"auto"`` commits each batch in a transaction when the deployment
     supports them (asked once, at the first commit), ``"on"`` refuses to commit without
@@ -342,7 +349,7 @@ class MongoReadStore(ReadStore):
         self.positions: AsyncCollection[Doc] = db[_POSITIONS]
         self.transactions = transactions
         self._supported: bool | None = None  # whether the deployment has transactions
-        self._known: set[str] = set()
+        self._specs: dict[str, CollectionSpec] = {}
 
     async def ensure(self, specs: Sequence[CollectionSpec]) -> None:
         await self.positions.create_index([("projection", 1)], name="by_projection")  # reset()
@@ -352,27 +359,30 @@ class MongoReadStore(ReadStore):
             coll = self.db[spec.name]
             for name in spec.indexes:
                 await coll.create_index([(safe_name(name), 1), ("_id", 1)], name=f"by_{name}")
-        self._known.update(spec.name for spec in specs)
+            if spec.search:
+                await coll.create_index([("_grams", 1)], name="by_grams")
+                await _backfill_grams(coll, spec.search)
+        self._specs.update({spec.name: spec for spec in specs})
 
     def _coll(self, collection: str) -> AsyncCollection[Doc]:
-        if collection not in self._known:
+        if collection not in self._specs:
             raise KeyError(f"unknown collection {collection!r}: call ensure() first")
         return self.db[collection]
 
     async def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        doc = await self._coll(collection).find_one({"_id": key}, {"_pos": 0})
+        doc = await self._coll(collection).find_one({"_id": key}, _HIDDEN)
         return _public(doc) if doc else None
 
     async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         wanted = list(dict.fromkeys(keys))
         if not wanted:
             return {}
-        docs = await self._coll(collection).find({"_id": {"$in": wanted}}, {"_pos": 0}).to_list()
+        docs = await self._coll(collection).find({"_id": {"$in": wanted}}, _HIDDEN).to_list()
         return {doc["_id"]: _public(doc) for doc in docs}
 
     async def find(self, query: Query) -> Page:
         coll = self._coll(query.collection)
-        where = _where(query.filters)
+        where = _where(query.filters, self._specs[query.collection].search)
         order = "_id" if query.order_by == "id" else safe_name(query.order_by)
         page = where
         if query.after:
@@ -381,7 +391,7 @@ class MongoReadStore(ReadStore):
             page = {"$and": [where, after]} if where else after
         first = max(query.first, 0)
         sort = [("_id", 1)] if order == "_id" else [(order, 1), ("_id", 1)]
-        docs = await coll.find(page, {"_pos": 0}).sort(sort).limit(first + 1).to_list()
+        docs = await coll.find(page, _HIDDEN).sort(sort).limit(first + 1).to_list()
         total = await coll.count_documents(where)
         has_next = len(docs) > first
         docs = docs[:first]
@@ -532,6 +542,8 @@ class MongoReadStore(ReadStore):
         if "_id" in put.doc or "_pos" in put.doc:
             raise ValueError("_id and _pos are the adapter's own fields")
         body = {**put.doc, "id": put.key, "version": put.version}
+        if searched := self._specs[coll.name].search:
+            body["_grams"] = grams(body, searched)
         for _ in range(_ATTEMPTS):
             current = await coll.find_one(
                 {"_id": put.key}, {"version": 1, "_pos": 1}, session=session
@@ -587,7 +599,7 @@ class MongoReadStore(ReadStore):
             await coll.delete_many({})
 
     async def dump(self, collection: str) -> list[dict[str, Any]]:
-        docs = await self._coll(collection).find({}, {"_pos": 0}).sort("_id", 1).to_list()
+        docs = await self._coll(collection).find({}, _HIDDEN).sort("_id", 1).to_list()
         return [_public(doc) for doc in docs]
 
 
@@ -601,10 +613,36 @@ def _applied(doc: Doc | None, guard: str) -> int | None:
     return (doc or {}).get("_pos", {}).get(guard)
 
 
+_HIDDEN = {"_pos": 0, "_grams": 0}
+
+
 def _public(doc: Doc) -> dict[str, Any]:
     doc.pop("_id", None)
     doc.pop("_pos", None)
+    doc.pop("_grams", None)
     return doc
+
+
+def grams(doc: Doc, fields: Sequence[str]) -> list[str]:
+    """``field:gram`` for every character and every two consecutive characters of the
+    searched fields (folded as ``Search`` compares)."""
+    found: dict[str, None] = {}
+    for field in fields:
+        text = doc.get(field)
+        if isinstance(text, str):
+            chars = fold(text)
+            found.update(dict.fromkeys(f"{field}:{c}" for c in chars))
+            found.update(dict.fromkeys(f"{field}:{a}{b}" for a, b in itertools.pairwise(chars)))
+    return list(found)
+
+
+async def _backfill_grams(coll: AsyncCollection[Doc], fields: Sequence[str]) -> None:
+    """Documents stored before the collection was searchable get their grams (once)."""
+    for doc in await coll.find({"_grams": {"$exists": False}}, {f: 1 for f in fields}).to_list():
+        await coll.update_one(
+            {"_id": doc["_id"], "_grams": {"$exists": False}},
+            {"$set": {"_grams": grams(doc, fields)}},
+        )
 
 
 _SCALAR = (str, int, float, bool, type(None))
@@ -621,18 +659,20 @@ def _after(order: str, value: Any, key: str) -> Doc:
     return {"$or": [{order: {"$gt": value}}, {order: value, "_id": {"$gt": key}}]}
 
 
-def _where(filters: Sequence[Filter | AnyOf]) -> Doc:
-    clauses = [_any(flt) if isinstance(flt, AnyOf) else _clause(flt) for flt in filters]
+def _where(filters: Sequence[Filter | AnyOf], searched: Sequence[str] = ()) -> Doc:
+    clauses = [
+        _any(flt, searched) if isinstance(flt, AnyOf) else _clause(flt, searched) for flt in filters
+    ]
     return {"$and": clauses} if clauses else {}
 
 
-def _any(flt: AnyOf) -> Doc:
+def _any(flt: AnyOf, searched: Sequence[str]) -> Doc:
     if not flt.alternatives:
         return {"_id": {"$in": []}}
-    return {"$or": [_clause(alt) for alt in flt.alternatives]}
+    return {"$or": [_clause(alt, searched) for alt in flt.alternatives]}
 
 
-def _clause(flt: Filter) -> Doc:
+def _clause(flt: Filter, searched: Sequence[str] = ()) -> Doc:
     name = "_id" if flt.field == "id" else safe_name(flt.field)
     match flt:
         case Eq(value=value):
@@ -645,6 +685,16 @@ def _clause(flt: Filter) -> Doc:
             return {name: {"$regex": "^" + re.escape(prefix)}}
         case Contains(text=text):
             return {name: {"$regex": re.escape(text)}}
+        case Search(text=text):
+            # ASCII letters in either case, all else literally: the same as SQLite's lower().
+            pattern = "".join(
+                f"[{c}{c.upper()}]" if "a" <= c <= "z" else re.escape(c) for c in fold(text)
+            )
+            found = {name: {"$regex": pattern}}
+            if text and name in searched:
+                wanted = grams({name: text}, (name,))
+                return {"$and": [{"_grams": {"$all": wanted}}, found]}
+            return found
         case Range(gte=gte, lt=lt):
             bounds = {op: v for op, v in (("$gte", gte), ("$lt", lt)) if v is not None}
             return {name: bounds} if bounds else {}

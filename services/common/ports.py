@@ -102,11 +102,32 @@ class Bus(abc.ABC):
 
 
 @dataclass(frozen=True)
+class CountSpec:
+    """Exact document counts a store keeps for a collection, so a listing's total is a sum
+    over a few hundred counters instead of a scan of the matches.
+
+    Counted per prefix of ``prefix_field`` of each of ``prefix_lengths`` (region subtrees:
+    province, city, district) and per value of each of ``fields``. A query whose filters are
+    only such prefixes and ``Eq`` on these fields is counted from them.
+    """
+
+    prefix_field: str
+    prefix_lengths: tuple[int, ...] = ()
+    fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CollectionSpec:
-    """A read-model collection and the top-level fields it can filter and sort on."""
+    """A read-model collection and the top-level fields it can filter and sort on.
+
+    ``search``: string fields with a substring index (character n-grams) that answers
+    ``Search`` without a scan. ``counts``: the counters behind ``Page.total``.
+    """
 
     name: str
     indexes: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    counts: CountSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -186,13 +207,25 @@ class Contains:
 
 
 @dataclass(frozen=True)
+class Search:
+    """String field contains ``text``, ASCII letters in either case (``fold``).
+
+    Index-assisted on a field the collection declares in ``CollectionSpec.search``: one
+    character or more, any script, exact (no stemming, no matching across a gap).
+    """
+
+    field: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Range:
     field: str
     gte: Any = None
     lt: Any = None
 
 
-Filter = Eq | In | NotIn | Prefix | Contains | Range
+Filter = Eq | In | NotIn | Prefix | Contains | Search | Range
 
 
 @dataclass(frozen=True)
@@ -301,6 +334,15 @@ def decode_cursor(cursor: str) -> tuple[Any, str]:
     if not isinstance(key, str):
         raise BadInput("not a cursor this server issued", field="after")
     return value, key
+
+
+_ASCII_UPPER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(text: str) -> str:
+    """``Search`` compares after this: ASCII letters lowered, nothing else (SQLite's
+    ``lower()`` without ICU does exactly that, so every adapter folds alike)."""
+    return text.translate(_ASCII_UPPER)
 
 
 def merge_increments(increments: Sequence[Increment]) -> dict[tuple[str, str], dict[str, int]]:

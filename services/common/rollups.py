@@ -13,12 +13,14 @@ end of M, back-dated facts included, with no snapshot to keep.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
 from services.common.errors import BadInput
 from services.common.ports import CollectionSpec, Prefix, Query, ReadStore
+from services.common.projection import Contribution
 from services.common.regions import RegionTree
 from services.common.timeutil import parse_datetime
 
@@ -27,8 +29,10 @@ REGION_MONTHS = CollectionSpec("region_months")
 MAX_MONTHS = 240
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def month_of(at: str) -> str:
-    """The ``YYYY-MM`` month, in China, of an ISO date-time."""
+    """The ``YYYY-MM`` month, in China, of an ISO date-time (remembered: a document's
+    months are computed again for every event that changes it)."""
     return parse_datetime(at).isoformat()[:7]
 
 
@@ -43,19 +47,25 @@ def spread(
     region: str,
     fields: Mapping[str, int],
     months: Mapping[str, Mapping[str, int]],
-) -> dict[tuple[str, str, str], int]:
+) -> Contribution:
     """What a district's document adds to every level above it: its ``fields`` (named
     ``<prefix><field>`` in ``region_stats``) and its month buckets (``{"2023-05": {...}}``),
     as ``(collection, key, counter)`` contributions (``ProjectionUnit.contribute``)."""
-    result: dict[tuple[str, str, str], int] = {}
-    for level in regions.lineage(region):
-        for name, value in fields.items():
-            if value:
-                result[(REGION_STATS.name, level.code, prefix + name)] = value
-        for month, counts in months.items():
-            for name, value in counts.items():
-                if value:
-                    result[(REGION_MONTHS.name, month_key(level.code, month), name)] = value
+    return Contribution(regions.lineage_codes(region), parts(prefix, fields, months))
+
+
+def parts(
+    prefix: str, fields: Mapping[str, int], months: Mapping[str, Mapping[str, int]]
+) -> dict[tuple[str, str], dict[str, int]]:
+    """``Contribution.parts`` of ``spread``'s fields and month buckets (zeros left out)."""
+    result: dict[tuple[str, str], dict[str, int]] = {}
+    named = {prefix + name: value for name, value in fields.items() if value}
+    if named:
+        result[(REGION_STATS.name, "")] = named
+    for month, counts in months.items():
+        dated = {name: value for name, value in counts.items() if value}
+        if dated:
+            result[(REGION_MONTHS.name, month_key("", month))] = dated
     return result
 
 

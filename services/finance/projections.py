@@ -20,7 +20,7 @@ projectors on different partitions never overwrite each other's work.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from services.common.envelope import Envelope
@@ -56,7 +56,7 @@ PREFIX = "finance_"  # of this service's counters in region_stats
 REGISTRY, INSPECTIONS = "registry", "inspections"
 
 Doc = dict[str, Any]
-Counters = dict[CounterKey, int]
+Counters = Mapping[CounterKey, int]
 
 # The registry's published lifecycle: the status each of its events leads to.
 REGISTRY_STATUS = {
@@ -152,9 +152,10 @@ class FinanceProjection(Projection):
         self.regions = regions
 
     def handles(self, event: Envelope) -> bool:
-        if event.service == SERVICE:
+        service = event.service
+        if service == SERVICE:
             return True
-        if event.service == REGISTRY:
+        if service == REGISTRY:
             return event.type in REGISTRY_STATUS or event.type in (
                 "registry.InstitutionConvertedToNonProfit",
                 "registry.InstitutionReclassified",
@@ -226,8 +227,15 @@ class FinanceProjection(Projection):
                 new["category"] = data["category"]
         new["status"] = REGISTRY_STATUS.get(event.type, new["status"])
         # The registry's versions, gaps and all: only its lifecycle events come here.
-        unit.contribute(register_counters(doc, self.regions), register_counters(new, self.regions))
-        unit.put(REGISTER.name, event.stream, new, event.version)
+        regions = self.regions
+        unit.replace(
+            REGISTER.name,
+            event.stream,
+            doc,
+            new,
+            event.version,
+            lambda d: register_counters(d, regions),
+        )
 
     # --- the inspections service's facts: complaints and FEES rectifications ---------
 
@@ -409,5 +417,12 @@ class FinanceProjection(Projection):
         unit: ProjectionUnit,
         key: str | None = None,
     ) -> None:
-        unit.contribute(counters(before, self.regions), counters(after, self.regions))
-        unit.put(spec.name, key or event.stream, after, event.version)
+        regions = self.regions
+        unit.replace(
+            spec.name,
+            key or event.stream,
+            before,
+            after,
+            event.version,
+            lambda d: counters(d, regions),
+        )

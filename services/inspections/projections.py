@@ -18,7 +18,7 @@ read sums the days before today by whatever clock it is given.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -26,9 +26,9 @@ from services.common.aggregate import DomainEvent
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent
 from services.common.ports import CollectionSpec
-from services.common.projection import CounterKey, Projection, ProjectionUnit
+from services.common.projection import Contribution, CounterKey, Projection, ProjectionUnit
 from services.common.regions import RegionTree
-from services.common.rollups import REGION_MONTHS, REGION_STATS, month_of, spread
+from services.common.rollups import REGION_MONTHS, REGION_STATS, month_of, parts, spread
 from services.common.text import normalise_key
 from services.inspections.domain.events import (
     INSPECTION_EVENTS,
@@ -65,7 +65,7 @@ PREFIX = "inspections_"  # of this service's counters in region_stats
 DUE_PREFIX = "due_"
 
 Doc = dict[str, Any]
-Counters = dict[CounterKey, int]
+Counters = Mapping[CounterKey, int]
 
 # Which collection holds the stream (and its version) of each event type.
 STREAM_COLLECTION: dict[type[DomainEvent], CollectionSpec] = {
@@ -149,11 +149,10 @@ def rectification_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if closed:
         add(month_of(doc["closed_at"]), "rectifications_closed", 1)
         add(max(due_month, month_of(doc["closed_at"])), "rectifications_overdue_net", -1)
-    result = spread(regions, PREFIX, doc["region"], fields, months)
+    shares = parts(PREFIX, fields, months)
     if not closed:
-        for level in regions.lineage(doc["region"]):
-            result[(RECTIFICATION_DEADLINES.name, level.code, due_field(doc["deadline"]))] = 1
-    return result
+        shares[(RECTIFICATION_DEADLINES.name, "")] = {due_field(doc["deadline"]): 1}
+    return Contribution(regions.lineage_codes(doc["region"]), shares)
 
 
 def complaint_counters(doc: Doc | None, regions: RegionTree) -> Counters:
@@ -291,8 +290,10 @@ class InspectionsProjection(Projection):
         counters: Any,
         unit: ProjectionUnit,
     ) -> None:
-        unit.contribute(counters(before, self.regions), counters(after, self.regions))
-        unit.put(spec.name, event.stream, after, event.version)
+        regions = self.regions
+        unit.replace(
+            spec.name, event.stream, before, after, event.version, lambda d: counters(d, regions)
+        )
 
     async def _inspection(
         self, event: Envelope, fact: InspectionRecorded, unit: ProjectionUnit
@@ -334,8 +335,14 @@ class InspectionsProjection(Projection):
                     "closed_at": None,
                     "note": None,
                 }
-                unit.contribute({}, rectification_counters(order, self.regions))
-                unit.put(RECTIFICATIONS.name, visit.rectification, order, event.version)
+                unit.replace(
+                    RECTIFICATIONS.name,
+                    visit.rectification,
+                    None,
+                    order,
+                    event.version,
+                    lambda d: rectification_counters(d, self.regions),
+                )
         for key, visits in visited.items():
             # An increment, not a read-modify-write: batches of other streams may be
             # applied at the same time by another projector (another partition).
@@ -364,8 +371,12 @@ class InspectionsProjection(Projection):
             after.update(
                 status=RectificationStatus.OPEN.value, failures=fact.failures, note=fact.note
             )
-        unit.contribute(
-            rectification_counters(before, self.regions),
-            rectification_counters(after, self.regions),
+        regions = self.regions
+        unit.replace(
+            RECTIFICATIONS.name,
+            fact.rectification,
+            before,
+            after,
+            event.version,
+            lambda d: rectification_counters(d, regions),
         )
-        unit.put(RECTIFICATIONS.name, fact.rectification, after, event.version)

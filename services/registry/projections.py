@@ -7,16 +7,17 @@ buckets. Both are pure, so the property tests can recount from documents.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from services.common.envelope import Envelope
 from services.common.errors import MalformedEvent
-from services.common.ports import CollectionSpec
-from services.common.projection import CounterKey, Projection, ProjectionUnit
+from services.common.ports import CollectionSpec, CountSpec
+from services.common.projection import Contribution, CounterKey, Projection, ProjectionUnit
 from services.common.regions import RegionTree
-from services.common.rollups import REGION_MONTHS, REGION_STATS, month_key
+from services.common.rollups import REGION_MONTHS, REGION_STATS, parts
 from services.common.timeutil import local_date, month_start, parse_datetime
 from services.registry.domain.events import (
     REGISTRY_EVENTS,
@@ -40,6 +41,8 @@ from services.registry.domain.rules import TERMINAL, Category, RegistryPolicy, S
 INSTITUTIONS = CollectionSpec(
     "institutions",
     indexes=("region", "status", "category", "mode", "list_mark", "credit_code", "registered_at"),
+    search=("name",),
+    counts=CountSpec("region", (2, 4, 6), ("status", "category", "mode", "list_mark")),
 )
 
 Doc = dict[str, Any]
@@ -139,7 +142,14 @@ def _change(entry: Any) -> tuple[datetime, str, str]:
     at, field, value = (
         (entry["at"], entry["field"], entry["value"]) if isinstance(entry, dict) else entry
     )
-    return parse_datetime(at), field, value
+    return _moment(at), field, value
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _moment(at: str) -> datetime:
+    """``parse_datetime``, remembered: each change of the institution is read again at
+    every later event of it (``counters`` folds the whole timeline)."""
+    return parse_datetime(at)
 
 
 def standing_by_month(doc: Doc) -> dict[str, dict[str, int]]:
@@ -169,7 +179,9 @@ def standing_by_month(doc: Doc) -> dict[str, dict[str, int]]:
     return months
 
 
-def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> dict[CounterKey, int]:
+def counters(
+    doc: Doc | None, regions: RegionTree, policy: RegistryPolicy
+) -> Mapping[CounterKey, int]:
     """What one institution adds to the roll-ups of every level above it."""
     if doc is None:
         return {}
@@ -190,26 +202,13 @@ def counters(doc: Doc | None, regions: RegionTree, policy: RegistryPolicy) -> di
     if active_subject_on(doc, policy.baseline_for(doc["region"])):
         fields["institutions_subject_baseline"] = 1
 
-    months: dict[str, int] = {}
-    registered = month_start(parse_datetime(doc["registered_at"])).isoformat()[:7]
-    months[registered] = 1
-
-    standing = standing_by_month(doc)
-    result: dict[CounterKey, int] = {}
-    for region in regions.lineage(doc["region"]):
-        for name, value in fields.items():
-            result[(REGION_STATS.name, region.code, name)] = value
-        for month, counts in standing.items():
-            for name, value in counts.items():
-                if value:
-                    result[(REGION_MONTHS.name, month_key(region.code, month), name)] = value
-        result[
-            (REGION_MONTHS.name, month_key(region.code, registered), "institutions_registered")
-        ] = 1
-        if doc["closed_at"]:
-            closed = parse_datetime(doc["closed_at"]).isoformat()[:7]
-            result[(REGION_MONTHS.name, month_key(region.code, closed), "institutions_closed")] = 1
-    return result
+    registered = month_start(_moment(doc["registered_at"])).isoformat()[:7]
+    months = {month: dict(counts) for month, counts in standing_by_month(doc).items()}
+    months.setdefault(registered, {})["institutions_registered"] = 1
+    if doc["closed_at"]:
+        closed = _moment(doc["closed_at"]).isoformat()[:7]
+        months.setdefault(closed, {})["institutions_closed"] = 1
+    return Contribution(regions.lineage_codes(doc["region"]), parts("", fields, months))
 
 
 class InstitutionsProjection(Projection):
@@ -239,8 +238,11 @@ class InstitutionsProjection(Projection):
             raise MalformedEvent(
                 f"{event.stream} version {event.version} arrived after version {known}"
             )
-        new = evolve(doc, event)
-        unit.contribute(
-            counters(doc, self.regions, self.policy), counters(new, self.regions, self.policy)
+        unit.replace(
+            INSTITUTIONS.name,
+            event.stream,
+            doc,
+            evolve(doc, event),
+            event.version,
+            lambda d: counters(d, self.regions, self.policy),
         )
-        unit.put(INSTITUTIONS.name, event.stream, new, event.version)

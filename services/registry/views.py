@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import BadInput
-from services.common.ports import AnyOf, Contains, Eq, Filter, Page, Prefix, Query, ReadStore
+from services.common.ports import AnyOf, Eq, Filter, Page, Prefix, Query, ReadStore, Search
 from services.common.rollups import stats_fields
 from services.registry.projections import INSTITUTIONS
 
@@ -56,11 +56,11 @@ async def institutions(
     for name in ("category", "status", "mode", "list_mark"):
         if (value := getattr(where, name)) is not None:
             filters.append(Eq(name, value))
-    if where.search:
-        text = where.search.strip()
+    if where.search and (text := where.search.strip()):
         if len(text) > SEARCH_MAX:
             raise BadInput(f"search is at most {SEARCH_MAX} characters", field="filter.search")
-        filters.append(AnyOf((Contains("name", text), Eq("credit_code", text.upper()))))
+        # Name through the n-gram index (Latin letters in either case), or the exact code.
+        filters.append(AnyOf((Search("name", text), Eq("credit_code", text.upper()))))
     return await store.find(Query(INSTITUTIONS.name, tuple(filters), first=first, after=after))
 
 

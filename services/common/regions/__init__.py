@@ -90,6 +90,7 @@ class RegionTree:
                     prefix += parent.name
             self._by_code[code] = replace(region, _name_prefix=prefix)
 
+        self._lineages: dict[str, tuple[str, ...]] = {}  # only codes that exist
         self._children: dict[str, list[Region]] = {code: [] for code in self._by_code}
         self._by_level: dict[RegionLevel, list[Region]] = {level: [] for level in RegionLevel}
         for region in self._by_code.values():
@@ -158,11 +159,18 @@ class RegionTree:
 
     def lineage(self, code: str) -> list[Region]:
         """Province first, ending at the region itself (the order roll-ups aggregate in)."""
-        chain = [self.require(code)]
-        while (parent_code := chain[-1].parent_code) is not None:
-            chain.append(self._by_code[parent_code])
-        chain.reverse()
-        return chain
+        return [self._by_code[c] for c in self.lineage_codes(code)]
+
+    def lineage_codes(self, code: str) -> tuple[str, ...]:
+        """The codes of ``lineage``, remembered per code: every roll-up contribution of
+        every event walks it, and checking the code each time was a rebuild's hot spot."""
+        codes = self._lineages.get(code)
+        if codes is None:
+            chain = [self.require(code)]
+            while (parent_code := chain[-1].parent_code) is not None:
+                chain.append(self._by_code[parent_code])
+            codes = self._lineages[code] = tuple(r.code for r in reversed(chain))
+        return codes
 
     def children(self, code: str) -> list[Region]:
         """Direct children ordered by code; empty for districts and childless cities."""
