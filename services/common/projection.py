@@ -427,6 +427,14 @@ async def stamp_versions(store: ReadStore, projections: Sequence[Projection]) ->
             await store.commit(Batch("projection.versions", projection.name, version, [put]))
 
 
+def _read_model(projection: Projection) -> bool:
+    return projection.read_model
+
+
+def _process_manager(projection: Projection) -> bool:
+    return not projection.read_model
+
+
 class ProjectionRunner:
     """Runs projections in this process, woken by the in-process bus, reading the stores.
 
@@ -459,7 +467,7 @@ class ProjectionRunner:
         self._positions: dict[tuple[str, str], int] = {}
         self._applied = asyncio.Condition()
         self._queue: asyncio.Queue[Envelope] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def prepare(self) -> None:
         await self.read_store.ensure(collections_of(self.projections))
@@ -468,14 +476,25 @@ class ProjectionRunner:
                 pos = await self.read_store.position(projection.name, source)
                 self._positions[(projection.name, source)] = pos
 
-    async def catch_up(self, source: str | None = None, *, batch_size: int | None = None) -> None:
+    async def catch_up(
+        self,
+        source: str | None = None,
+        *,
+        batch_size: int | None = None,
+        which: Callable[[Projection], bool] | None = None,
+        upto: Callable[[str], int | None] | None = None,
+    ) -> None:
         """Apply everything the event stores hold beyond each projection's position, in
         runs of ``batch_size`` events (``self.batch_size`` unless given).
 
         A projection that raises ``RetryLater`` keeps its position and sits out the rest
         of this call, so it holds up no other projection; the call then raises the first
         such ``RetryLater``, and the next call tries that projection again.
+
+        ``which`` picks the projections to run (all by default); ``upto(source)`` bounds
+        the positions applied (none when it returns ``None``).
         """
+        projections = [p for p in self.projections if which is None or which(p)]
         waiting: dict[tuple[str, str], RetryLater] = {}
         for name in [source] if source else list(self.event_stores):
             store = self.event_stores.get(name)
@@ -485,7 +504,7 @@ class ProjectionRunner:
                 start = min(
                     (
                         self._positions[(p.name, name)]
-                        for p in self.projections
+                        for p in projections
                         if name in p.sources and (p.name, name) not in waiting
                     ),
                     default=None,
@@ -495,9 +514,12 @@ class ProjectionRunner:
                 events = await store.read_all(
                     after_position=start, limit=batch_size or self.batch_size
                 )
+                limit = upto(name) if upto is not None else None
+                if limit is not None:
+                    events = [e for e in events if (e.position or 0) <= limit]
                 if not events:
                     break
-                await self._apply(name, events, waiting)
+                await self._apply(projections, name, events, waiting)
         await self.behind()
         if waiting:
             raise next(iter(waiting.values()))
@@ -519,11 +541,12 @@ class ProjectionRunner:
 
     async def _apply(
         self,
+        projections: Sequence[Projection],
         source: str,
         events: Sequence[Envelope],
         waiting: dict[tuple[str, str], RetryLater],
     ) -> None:
-        for projection in self.projections:
+        for projection in projections:
             key = (projection.name, source)
             if source not in projection.sources or key in waiting:
                 continue
@@ -539,21 +562,59 @@ class ProjectionRunner:
         async with self._applied:
             self._applied.notify_all()
 
-    async def _live(self) -> None:
-        assert self._queue is not None
+    async def _live_read_models(self, queue: asyncio.Queue[Envelope]) -> None:
+        """Woken by the bus (or every ``poll_interval``): the read models catch up."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):  # not wait_for: see relay
-                    await self._queue.get()
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            try:
-                await self.catch_up()
-            except RetryLater:  # logged where it happened; the poll tries it again
-                await asyncio.sleep(self.poll_interval)
-            except Exception:  # the read store is down: keep the position, try again
-                log.exception("projection.catch_up_failed")
-                await asyncio.sleep(self.poll_interval)
+                    await queue.get()
+            while not queue.empty():
+                queue.get_nowait()
+            await self._catch_up_live(_read_model)
+
+    async def _live_process_managers(self) -> None:
+        """Woken when the read models applied more: the process managers follow them, never
+        past them (a command they send reads the read models, e.g. finance's view of the
+        register), in a loop of their own, since each waits for the commands it sends."""
+
+        def behind() -> bool:
+            return any(
+                self._positions[(p.name, source)] < (self.read_models_at(source) or 0)
+                for p in self.projections
+                if not p.read_model
+                for source in p.sources
+            )
+
+        while True:
+            async with self._applied:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._applied.wait_for(behind)
+            await self._catch_up_live(_process_manager, upto=self.read_models_at)
+
+    async def _catch_up_live(
+        self,
+        which: Callable[[Projection], bool],
+        upto: Callable[[str], int | None] | None = None,
+    ) -> None:
+        try:
+            await self.catch_up(which=which, upto=upto)
+        except RetryLater:  # logged where it happened; the poll tries it again
+            await asyncio.sleep(self.poll_interval)
+        except Exception:  # the read store is down: keep the position, try again
+            log.exception("projection.catch_up_failed")
+            await asyncio.sleep(self.poll_interval)
+
+    def read_models_at(self, source: str) -> int | None:
+        """How far every read model of ``source`` has applied (``None``: it has none)."""
+        return min(
+            (
+                self._positions[(p.name, source)]
+                for p in self.projections
+                if p.read_model and source in p.sources
+            ),
+            default=None,
+        )
 
     async def start(self) -> None:
         await self.prepare()
@@ -563,8 +624,18 @@ class ProjectionRunner:
         with contextlib.suppress(RetryLater), replaying():
             await self.rebuild_outdated()
             await self.catch_up(batch_size=self.replay_batch_size)
+        # Read models and process managers follow the events in loops of their own: a
+        # process manager waits for the commands it sends, and the read models (which
+        # commands wait for) must not wait behind it.
         if self._queue is not None:
-            self._task = asyncio.create_task(self._live(), name="projection-runner")
+            self._tasks = [
+                asyncio.create_task(
+                    self._live_read_models(self._queue), name="projection-runner-read-models"
+                ),
+                asyncio.create_task(
+                    self._live_process_managers(), name="projection-runner-process-managers"
+                ),
+            ]
 
     async def rebuild_outdated(self) -> list[Projection]:
         """Rebuild the read models an older version built (after an upgrade), then record
@@ -578,11 +649,11 @@ class ProjectionRunner:
         return done
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         if self.bus is not None and self._queue is not None:
             self.bus.unsubscribe(self._queue)
             self._queue = None

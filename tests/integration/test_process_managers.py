@@ -9,6 +9,7 @@ transient failure holds the process manager back without losing the reaction.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -428,3 +429,43 @@ def flaky(send: Send, down: list[bool], error: Exception) -> Send:
         return await send(cmd, ctx)
 
     return maybe
+
+
+# --- the live loops: read models do not wait for process managers ------------------------
+
+
+async def test_read_models_go_on_while_a_process_manager_waits_for_its_command(
+    platform: Platform,
+) -> None:
+    """A process manager waits for each command it sends; a command's read-your-writes
+    must not wait behind it (the runner runs them in loops of their own)."""
+    inst, district = await institution(platform, 1)
+    pending, _ = await institution(platform, 2, approve=False)
+    manager = warning_cards(platform)
+    entered, release = asyncio.Event(), asyncio.Event()
+    send = manager.send
+    assert send is not None
+
+    async def stuck(cmd: Command, ctx: CommandContext) -> Outcome[Any]:
+        entered.set()
+        await release.wait()
+        return await send(cmd, ctx)
+
+    manager.send = stuck
+    event = await inspect(
+        platform, "insp-live", district, [visit(inst, "HIDDEN_TRAINING")], settle=False
+    )
+    try:
+        async with asyncio.timeout(10):  # a bound on a hang, not a measurement
+            await entered.wait()  # the process manager is inside its command now
+        approved = await platform.execute(ApproveInstitution(id=pending, license_no="L2"), CTX)
+        assert await platform.reflects(approved, timeout=10)
+        assert (await views.institution(platform.read_store, pending) or {})["status"] == (
+            "APPROVED"
+        )
+        assert await platform.applied([event], timeout=10)
+        assert await cards(platform, inst) == []  # the card is still on its way
+    finally:
+        release.set()
+    await platform.settle()
+    assert [c["color"] for c in await cards(platform, inst)] == ["YELLOW"]
