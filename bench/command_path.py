@@ -20,9 +20,11 @@ Each client works on institutions of its own, so no command waits for another's 
 from __future__ import annotations
 
 import asyncio
+import functools
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 from bench._common import (
@@ -54,7 +56,15 @@ def credit_code(n: int) -> str:
 # --- eventsourcing -----------------------------------------------------------------------
 
 
-def eventsourcing_cases(root: Path) -> list[Throughput]:
+def eventsourcing_app(path: Path) -> Any:
+    """The peer: an ``Institutions`` application of ``eventsourcing`` on its SQLite module."""
+    return _peer_application()(
+        env={"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+    )
+
+
+@functools.cache  # eventsourcing registers each class by its topic, once
+def _peer_application() -> Any:
     from eventsourcing.application import Application
     from eventsourcing.domain import Aggregate, event
 
@@ -80,12 +90,11 @@ def eventsourcing_cases(root: Path) -> list[Throughput]:
             institution.issue_card(color="YELLOW", reason=reason)
             self.save(institution)
 
-    app = Institutions(
-        env={
-            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
-            "SQLITE_DBNAME": str(root / "eventsourcing.db"),
-        }
-    )
+    return Institutions
+
+
+def eventsourcing_cases(root: Path) -> list[Throughput]:
+    app = eventsourcing_app(root / "eventsourcing.db")
     with Stopwatch() as created:
         ids = [app.register(f"原州区培训机构{n}") for n in range(COUNT)]
     with Stopwatch() as one:
@@ -105,6 +114,18 @@ def eventsourcing_cases(root: Path) -> list[Throughput]:
         Throughput("eventsourcing: load + command + append, 1 client", COUNT, one.seconds),
         Throughput(f"eventsourcing: the same, {CLIENTS} clients", COUNT, many.seconds),
     ]
+
+
+async def eventsourcing_from_asyncio(root: Path) -> Throughput:
+    """The peer as an asyncio server would call it: its API blocks (SQLite, fsync), so
+    each command goes to a worker thread (``asyncio.to_thread``), one client at a time."""
+    app = eventsourcing_app(root / "eventsourcing-async.db")
+    ids = await asyncio.to_thread(lambda: [app.register(f"原州区{n}") for n in range(COUNT)])
+    with Stopwatch() as one:
+        for n, id in enumerate(ids):
+            await asyncio.to_thread(app.card, id, f"检查 {n}")
+    app.close()
+    return Throughput("eventsourcing from asyncio (to_thread), 1 client", COUNT, one.seconds)
 
 
 # --- Shuangjian --------------------------------------------------------------------------
@@ -181,11 +202,23 @@ async def main() -> None:
         root = Path(tmp)
         peers = await asyncio.to_thread(eventsourcing_cases, root)
         ours = await shuangjian_cases(root)
+        served = await eventsourcing_from_asyncio(root)
+    one_client = ours[1]
+    rows = [
+        *_interleave(peers, ours),
+        served,
+        Throughput(
+            one_client.case + " (same)",
+            one_client.ops,
+            one_client.seconds,
+            served.case,
+        ),
+    ]
     console.print(
         throughput_table(
             f"command path: one event per command, {COUNT:,} commands per case, SQLite WAL "
             "(eventsourcing: its default synchronous; shuangjian: FULL)",
-            _interleave(peers, ours),
+            rows,
             unit="commands",
         )
     )

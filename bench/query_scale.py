@@ -45,6 +45,7 @@ from typing import Any
 
 from rich.table import Table
 
+from bench import graphql_core_peer as peer
 from bench._common import Latency, Stopwatch, console, latency_table, print_machine, quiet_logs
 from services.common import sqlite as embedded
 from services.common.auth import Principal, Role
@@ -66,6 +67,8 @@ BRANDED = 0.02  # share of names whose brand is one of loadgen's WORDS
 BATCH = 2_000
 CACHE_KIB = 512 * 1024  # the loading connection's page cache
 DEFAULT_SIZES = (10_000, 100_000)
+OURS = "GraphQL (strawberry, the gateway's schema)"
+PEER = "bare graphql-core, same resolver"
 FIELDS = (
     "totalCount edges { node { id name creditCode status } } pageInfo { endCursor hasNextPage }"
 )
@@ -306,6 +309,7 @@ async def measure(
     schema = build_schema()
     viewer = Principal.of("bench-province-viewer", Role.VIEWER, PROVINCE, regions)
     backend = Backend(store, regions)
+    bare = peer.peer_schema(store, regions, viewer.scope)
 
     async def execute(query: str) -> dict[str, Any]:
         result = await schema.execute(query, context_value=GatewayContext(backend, viewer))  # type: ignore[arg-type]
@@ -328,12 +332,16 @@ async def measure(
     try:
         for case in _cases(regions, register, cursors):
             await execute(case.graphql(0))  # warm up
+            await peer.execute(bare, case.graphql(0))
+            # Turns: each way answers the same repetitions, one after the other.
             via_graphql = await _timed(repeats, lambda i, c=case: execute(c.graphql(i)))
+            via_core = await _timed(repeats, lambda i, c=case: peer.execute(bare, c.graphql(i)))
             via_sqlite = await _timed(repeats, lambda i, c=case: _raw(raw, c.sql(raw, i)))
             floor = f"{case.name}: raw sqlite3"
             rows.append(Latency(floor, tuple(via_sqlite), sum(via_sqlite)))
+            rows.append(Latency(f"{case.name}: {PEER}", tuple(via_core), sum(via_core), floor))
             rows.append(
-                Latency(f"{case.name}: GraphQL", tuple(via_graphql), sum(via_graphql), floor)
+                Latency(f"{case.name}: {OURS}", tuple(via_graphql), sum(via_graphql), floor)
             )
             plans[case.name] = " | ".join(
                 "; ".join(r[3] for r in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params))
@@ -364,7 +372,8 @@ async def _timed(repeats: int, run: Callable[[int], Awaitable[Any]]) -> list[flo
 def growth_table(results: dict[int, list[Latency]]) -> Table:
     sizes = sorted(results)
     table = Table(
-        title="Growth: p95 ms by register size (GraphQL, raw sqlite3 floor in brackets)",
+        title="Growth: p95 ms by register size: the gateway's GraphQL (in brackets: the same "
+        "resolver on bare graphql-core / the raw sqlite3 floor)",
         title_justify="left",
     )
     table.add_column("case")
@@ -372,15 +381,16 @@ def growth_table(results: dict[int, list[Latency]]) -> Table:
         table.add_column(f"{size:,}", justify="right")
     table.add_column(f"{sizes[-1]:,} / {sizes[0]:,}", justify="right")
     table.add_column("≤ 20 ms", justify="center")
-    graphql = {size: [r for r in rows if r.baseline] for size, rows in results.items()}
-    floors = {size: {r.case: r for r in rows if not r.baseline} for size, rows in results.items()}
+    graphql = {size: [r for r in rows if r.case.endswith(OURS)] for size, rows in results.items()}
+    others = {size: {r.case: r for r in rows} for size, rows in results.items()}
     for index, row in enumerate(graphql[sizes[0]]):
-        name = row.case.removesuffix(": GraphQL")
+        name = row.case.removesuffix(f": {OURS}")
         cells = []
         for size in sizes:
             ours = graphql[size][index]
-            floor = floors[size][ours.baseline or ""]
-            cells.append(f"{ours.ms(95):.2f} ({floor.ms(95):.2f})")
+            core = others[size][f"{name}: {PEER}"]
+            floor = others[size][ours.baseline or ""]
+            cells.append(f"{ours.ms(95):.2f} ({core.ms(95):.2f} / {floor.ms(95):.2f})")
         first, last = graphql[sizes[0]][index].ms(95), graphql[sizes[-1]][index].ms(95)
         table.add_row(name, *cells, f"{last / first:.1f}×", "yes" if last <= 20 else "NO")
     return table
