@@ -14,8 +14,10 @@ from bench import (
     gateway,
     inspections,
     kafka,
+    memory,
     projection,
     query_cost,
+    query_scale,
 )
 from bench._common import Stopwatch, console, print_machine
 
@@ -27,8 +29,10 @@ BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
     ("inspections", inspections.main),
     ("finance", finance.main),
     ("query cost", query_cost.main),
+    ("query scale", query_scale.main),
     ("contention", contention.main),
     ("kafka", kafka.main),
+    ("memory", memory.bench),
 ]
 
 

@@ -464,66 +464,76 @@ for _kind in ImportKind:
 @app.command("bench-load")
 def bench_load(
     institutions: Annotated[int, typer.Option(min=1, help="How many institutions.")],
-    orders: Annotated[int, typer.Option(min=0, help="Prepaid orders (lessons too).")] = 0,
+    orders: Annotated[
+        int | None, typer.Option(min=0, help="Prepaid orders (about 5 finance events each).")
+    ] = None,
+    finance_events: Annotated[
+        int | None, typer.Option(min=0, help="Or: about this many finance events.")
+    ] = None,
     province: Annotated[str, typer.Option(help="Spread over its districts.")] = "370000",
     seed: Annotated[int, typer.Option(help="The same seed gives the same data.")] = 2021,
     data_dir: Annotated[
         Path | None, typer.Option(help="An empty data dir to fill (default ./var).")
     ] = None,
+    events_only: Annotated[
+        bool,
+        typer.Option(
+            "--events-only", help="Write the events only: the next start builds the read models."
+        ),
+    ] = False,
 ) -> None:
-    """Fill an empty data dir with a province-size data set through the command handlers
-    (no HTTP), fast and reproducibly, then bring every read model up to date."""
-    from services.loadgen import context, load
+    """Fill an empty data dir with a province-size data set, written as events straight
+    into the event stores (services/loadgen.py), then bring every read model up to date."""
+    from services.loadgen import Plan, districts_of, load, orders_for
 
     settings = Settings.model_validate({"data_dir": data_dir} if data_dir is not None else {})
     configure_logging("WARNING", settings.log_format)
+    if orders is not None and finance_events is not None:
+        refuse("--finance-events: give --orders or --finance-events, not both")
+    if finance_events is not None:
+        orders = orders_for(finance_events)
+    try:
+        plan = Plan(institutions, orders or 0, districts_of(RegionTree.load(), province), seed=seed)
+        plan.check()
+    except ShuangjianError as error:
+        refuse(f"--{error.field or 'option'}: {error.message}")
     with data_dir_held(settings, "bench-load", exclusive=True):
         started = time.perf_counter()
 
         async def fill() -> None:
             platform = build_platform(settings)
-            await platform.start()
-            for store in platform.event_stores.values():
-                if await store.max_position() > 0:
-                    await platform.stop()
-                    refuse(
-                        f"{settings.data_dir} holds events already: bench-load fills an empty one"
-                    )
-            ctx = context()
             with Progress(console=console, transient=True) as bar:
                 tasks: dict[str, TaskID] = {}
 
-                def shown(phase: str, done: int, expected: int) -> None:
+                def shown(phase: str, done: int, total: int | None) -> None:
                     if phase not in tasks:
-                        tasks[phase] = bar.add_task(phase, total=expected)
-                    bar.update(tasks[phase], completed=done)
+                        tasks[phase] = bar.add_task(phase, total=total)
+                    bar.update(tasks[phase], completed=done, total=total)
 
-                async def settle() -> None:
-                    shown("projections", 0, 1)
-                    await platform.settle()
-                    shown("projections", 1, 1)
-
-                events = 0
                 try:
                     loaded = await load(
-                        lambda cmd: platform.commands.handle(cmd, ctx),
-                        settle,
-                        platform.regions,
-                        institutions=institutions,
-                        orders=orders,
-                        province=province,
-                        seed=seed,
-                        progress=shown,
+                        platform,
+                        plan,
+                        catch_up=not events_only,
+                        progress=lambda service, done: shown(f"{service} events", done, None),
+                        projecting=lambda service, done, end: shown(
+                            f"projecting {service}", done, end
+                        ),
                     )
-                    for store in platform.event_stores.values():
-                        events += await store.max_position()
                 finally:
                     await platform.stop()
             seconds = time.perf_counter() - started
+            events = sum(loaded.events.values())
+            built = (
+                "read models to be built at the next start"
+                if events_only
+                else ("read models up to date")
+            )
             console.print(
                 f"Loaded {loaded.institutions:,} institutions, {loaded.accounts:,} accounts and "
-                f"{loaded.orders:,} orders: {events:,} events in {seconds:,.0f} s "
-                f"({events / seconds:,.0f} events/s), read models up to date.",
+                f"{loaded.orders:,} orders: {events:,} events "
+                f"({', '.join(f'{n} {c:,}' for n, c in loaded.events.items())}) in "
+                f"{seconds:,.0f} s ({events / seconds:,.0f} events/s), {built}.",
                 highlight=False,
             )
 

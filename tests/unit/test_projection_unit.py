@@ -56,23 +56,12 @@ class GuardedUnit(ProjectionUnit):
 
 @pytest.fixture
 def small(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Envelope]]:
-    for name, value in (
-        ("HISTORY_INSTITUTIONS", 600),
-        ("HISTORY_BATCHES", 150),
-        ("HISTORY_COMPLAINTS", 300),
-        ("HISTORY_ACCOUNTS", 200),
-        ("HISTORY_ORDERS", 300),
-    ):
-        monkeypatch.setattr(history, name, value)
-    registry, approved = history.registry_history(REGIONS)
-    made = {
-        "registry": registry,
-        "inspections": history.inspections_history(approved),
-        "finance": history.finance_history(approved),
-    }
+    monkeypatch.setattr(history, "HISTORY_INSTITUTIONS", 600)
+    monkeypatch.setattr(history, "HISTORY_ORDERS", 300)
+    made = history.history(REGIONS)
     events: dict[str, list[Envelope]] = {}
-    for name, made_history in made.items():
-        flat = [e for commit in made_history.in_time_order() for e in commit]
+    for name, commits in made.items():
+        flat = [e for commit in commits for e in commit]
         events[name] = [e.with_position(n) for n, e in enumerate(flat, start=1)]
     return events
 
