@@ -18,6 +18,7 @@ from bench import (
     projection,
     query_cost,
     query_scale,
+    visibility,
 )
 from bench._common import Stopwatch, console, print_machine
 
@@ -30,6 +31,7 @@ BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
     ("finance", finance.main),
     ("query cost", query_cost.main),
     ("query scale", query_scale.main),
+    ("write to visible", visibility.main),
     ("contention", contention.main),
     ("kafka", kafka.main),
     ("memory", memory.bench),
