@@ -48,6 +48,7 @@ from services.common.ports import (
     encode_cursor,
     fold,
     latest_puts,
+    merge_increments,
     safe_name,
 )
 
@@ -349,15 +350,8 @@ class SQLiteEventStore(EventStore):
                 first = events[0]
                 head = heads.get(first.stream)
                 if head is None:
-                    head = conn.execute(
-                        "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?",
-                        (first.stream,),
-                    ).fetchone()[0]
-                if head != first.version - 1:
-                    raise ConcurrencyConflict(
-                        f"stream {first.stream} is at version {head}, "
-                        f"not the expected {first.version - 1}"
-                    )
+                    head = _stream_version(conn, first.stream)
+                _require_version(first.stream, head, first.version - 1)
                 heads[first.stream] = events[-1].version
             end = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
             sent = conn.execute(
@@ -400,14 +394,20 @@ def _append(
     row = conn.execute("SELECT version FROM events WHERE id = ?", (str(first.id),)).fetchone()
     if row is not None:
         return _already_stored(conn, events)
-    current = conn.execute(
-        "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", (first.stream,)
-    ).fetchone()[0]
-    if current != expected_version:
-        raise ConcurrencyConflict(
-            f"stream {first.stream} is at version {current}, not the expected {expected_version}"
-        )
+    _require_version(first.stream, _stream_version(conn, first.stream), expected_version)
     return _insert(conn, events, bodies)
+
+
+def _stream_version(conn: sqlite3.Connection, stream: str) -> int:
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM events WHERE stream = ?", (stream,))
+    return int(row.fetchone()[0])
+
+
+def _require_version(stream: str, current: int, expected: int) -> None:
+    if current != expected:
+        raise ConcurrencyConflict(
+            f"stream {stream} is at version {current}, not the expected {expected}"
+        )
 
 
 def _insert(
@@ -571,22 +571,11 @@ class SQLiteReadStore(ReadStore):
         # table is read with one SELECT per 500 keys and written with one executemany.
         def txn(conn: sqlite3.Connection) -> None:
             applied = _position(conn, batch.projection, batch.source)
-            # ``merge_increments`` of the fresh ones, by table, in one pass: a rebuild's
-            # run has hundreds of thousands.
-            by_table: dict[str, dict[str, dict[str, int]]] = {t: {} for t in tables.values()}
-            for inc in batch.increments:
-                if inc.position <= applied:
-                    continue
-                changes = by_table[tables[inc.collection]]
-                into = changes.get(inc.key)
-                if into is None:
-                    changes[inc.key] = dict(inc.deltas)
-                else:
-                    for name, delta in inc.deltas.items():
-                        into[name] = into.get(name, 0) + delta
+            fresh = [inc for inc in batch.increments if inc.position > applied]
+            by_table: dict[str, dict[str, dict[str, int]]] = {}
+            for (collection, key), deltas in merge_increments(fresh).items():
+                by_table.setdefault(tables[collection], {})[key] = deltas
             for table, changes in by_table.items():
-                if not changes:
-                    continue
                 stored = _docs_by_key(conn, table, list(changes))
                 counted = []
                 for key, deltas in changes.items():
