@@ -36,9 +36,11 @@ from services.common.ports import (
     EventStore,
     Filter,
     In,
+    Increment,
     NotIn,
     Page,
     Prefix,
+    Put,
     Query,
     Range,
     ReadStore,
@@ -152,17 +154,24 @@ class SQLiteDatabase:
         outcomes: list[tuple[Any, BaseException | None]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for fn in fns:
-                conn.execute("SAVEPOINT one_write")
+            if len(fns) == 1:  # alone, its transaction is its savepoint (one client's path)
                 try:
-                    value = fn(conn)
+                    outcomes.append((fns[0](conn), None))
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO one_write")
-                    conn.execute("RELEASE one_write")
-                    outcomes.append((None, exc))
-                else:
-                    conn.execute("RELEASE one_write")
-                    outcomes.append((value, None))
+                    conn.execute("ROLLBACK")
+                    return [(None, exc)]
+            else:
+                for fn in fns:
+                    conn.execute("SAVEPOINT one_write")
+                    try:
+                        value = fn(conn)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO one_write")
+                        conn.execute("RELEASE one_write")
+                        outcomes.append((None, exc))
+                    else:
+                        conn.execute("RELEASE one_write")
+                        outcomes.append((value, None))
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -463,9 +472,10 @@ class SQLiteReadStore(ReadStore):
     """Read models as JSON documents, one table per collection, JSON-expression indexes.
 
     A collection's ``search`` fields get an FTS5 index of their character bigrams
-    (``sx_<name>``) and its ``counts`` a table of exact counts (``cx_<name>``). Triggers on
-    the documents' table keep both, so they commit with the documents whoever writes them
-    and cannot drift; ``ensure`` builds them from the documents already there.
+    (``sx_<name>``) and its ``counts`` a table of exact counts (``cx_<name>``). Both commit
+    with the documents and cannot drift: triggers on the documents' table keep the search
+    index, and ``commit`` moves the counts of the documents it changed, grouped;
+    ``ensure`` builds both from the documents already there.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -567,9 +577,24 @@ class SQLiteReadStore(ReadStore):
         tables = {c: self._table(c) for c in {p.collection for p in batch.puts}}
         tables.update({c: self._table(c) for c in {i.collection for i in batch.increments}})
 
+        counting = {
+            table: spec.counts
+            for collection, table in tables.items()
+            if (spec := self._specs[collection]).counts is not None
+        }
+
         # A run of thousands of events (a rebuild) touches thousands of documents: each
         # table is read with one SELECT per 500 keys and written with one executemany.
         def txn(conn: sqlite3.Connection) -> None:
+            touched: dict[str, list[str]] = {table: [] for table in counting}
+            writes: list[Put | Increment] = [*batch.puts, *batch.increments]
+            for write in writes:
+                if (table := tables[write.collection]) in touched:
+                    touched[table].append(write.key)
+            before = {
+                table: _counted_values(conn, table, counting[table], keys)
+                for table, keys in touched.items()
+            }
             applied = _position(conn, batch.projection, batch.source)
             fresh = [inc for inc in batch.increments if inc.position > applied]
             by_table: dict[str, dict[str, dict[str, int]]] = {}
@@ -603,6 +628,9 @@ class SQLiteReadStore(ReadStore):
                     "doc = excluded.doc WHERE excluded.version > version",
                     rows,
                 )
+            for table, keys in touched.items():
+                after = _counted_values(conn, table, counting[table], keys)
+                _recount(conn, table, counting[table], before[table], after)
             conn.execute(
                 "INSERT INTO positions (projection, source, position) VALUES (?, ?, ?) "
                 "ON CONFLICT (projection, source) DO UPDATE "
@@ -735,6 +763,8 @@ def _create_collection(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
             "ON CONFLICT (collection) DO UPDATE SET spec = excluded.spec",
             (spec.name, signature),
         )
+    else:  # a data dir's older triggers (they kept the counts too) give way to these
+        _drop_triggers(conn, spec.name)
     _create_triggers(conn, spec)
 
 
@@ -843,6 +873,49 @@ def _count_lengths(counts: CountSpec) -> list[int]:
     return [0, *(int(n) for n in counts.prefix_lengths)]
 
 
+def _counted_values(
+    conn: sqlite3.Connection, table: str, counts: CountSpec, keys: Sequence[str]
+) -> dict[str, str]:
+    """What each stored document of ``keys`` is counted by: the JSON array of its counted
+    fields as ``_extract`` spells it (absent documents are left out)."""
+    extract = _extract("d", _counted_fields(counts))
+    wanted = list(dict.fromkeys(keys))
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            conn.execute(f"SELECT key, {extract} FROM {table} AS d WHERE key IN ({marks})", chunk)
+        )
+    return found
+
+
+def _recount(
+    conn: sqlite3.Connection,
+    table: str,
+    counts: CountSpec,
+    before: dict[str, str],
+    after: dict[str, str],
+) -> None:
+    """Move the counts of the documents a commit changed from what they were counted by
+    ``before`` to ``after``: one grouped upsert each way per commit, so a run of 500
+    approvals in one province updates a few dozen counters once, not each one 500 times."""
+    gone = [values for key, values in before.items() if after.get(key) != values]
+    came = [values for key, values in after.items() if before.get(key) != values]
+    key = ", ".join(_count_columns(counts))
+    for sign, changed in ((-1, gone), (1, came)):
+        if not changed:
+            continue
+        # Each element of the array parameter is one document's counted fields (``v``).
+        documents = "(SELECT value AS v FROM json_each(?))"
+        conn.execute(
+            f"INSERT INTO cx_{table.removeprefix('rm_')} ({key}, n) "
+            f"SELECT {key}, {sign} * count(*) FROM ({_count_rows(counts, documents)}) "
+            f"WHERE true GROUP BY {key} ON CONFLICT ({key}) DO UPDATE SET n = n + excluded.n",
+            ("[" + ",".join(changed) + "]",),
+        )
+
+
 def _create_derived(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
     if spec.search:
         columns = ", ".join(_search_columns(spec))
@@ -897,56 +970,38 @@ def _drop_triggers(conn: sqlite3.Connection, name: str) -> None:
 
 
 def _create_triggers(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
-    """Keep ``sx_`` and ``cx_`` in step with every write of ``rm_`` (an update only when a
-    field they index changed). The search index is keyed by the documents' rowid, which
-    an upsert keeps."""
-    if not (spec.search or spec.counts):
+    """Keep ``sx_`` in step with every write of ``rm_`` (an update only when a field it
+    indexes changed: a searched field or a facet). The search index is keyed by the
+    documents' rowid, which an upsert keeps. The counts (``cx_``) are moved by ``commit``
+    itself, grouped per commit (``_recount``): per row, they were half of a write's cost."""
+    if not spec.search:
         return
     name, table = spec.name, f"rm_{spec.name}"
-    add: dict[str, list[str]] = {"new": [], "old": []}
-    remove: dict[str, list[str]] = {"new": [], "old": []}
-    watched: list[str] = []
-    if spec.search:
-        columns = ", ".join(_search_columns(spec))
-        for row in ("new", "old"):
-            values = ", ".join(_search_values(spec, row))
-            counted = (
-                f" FROM (SELECT {_extract(row, _counted_fields(spec.counts))} AS v LIMIT 1)"
-                if spec.counts
-                else ""
-            )
-            add[row].append(
-                f"INSERT INTO sx_{name} (rowid, {columns}) SELECT {row}.rowid, {values}{counted}"
-            )
-            remove[row].append(
-                f"INSERT INTO sx_{name} (sx_{name}, rowid, {columns}) "
-                f"SELECT 'delete', {row}.rowid, {values}{counted}"
-            )
-        watched += spec.search
-    if spec.counts:
-        counts = spec.counts
-        key = ", ".join(_count_columns(counts))
-        for row in ("new", "old"):
-            # LIMIT 1: not flattened into the join, so the document is parsed once.
-            document = f"(SELECT {_extract(row, _counted_fields(counts))} AS v LIMIT 1)"
-            rows = _count_rows(counts, document)
-            add[row].append(
-                f"INSERT INTO cx_{name} ({key}, n) SELECT *, 1 FROM ({rows}) WHERE true "
-                f"ON CONFLICT ({key}) DO UPDATE SET n = n + 1"
-            )
-            remove[row].append(f"UPDATE cx_{name} SET n = n - 1 WHERE ({key}) IN ({rows})")
-        watched += _counted_fields(counts)
-    fields = list(dict.fromkeys(watched))
+    columns = ", ".join(_search_columns(spec))
+    add: dict[str, str] = {}
+    remove: dict[str, str] = {}
+    for row in ("new", "old"):
+        values = ", ".join(_search_values(spec, row))
+        counted = (
+            f" FROM (SELECT {_extract(row, _counted_fields(spec.counts))} AS v LIMIT 1)"
+            if spec.counts
+            else ""
+        )
+        add[row] = f"INSERT INTO sx_{name} (rowid, {columns}) SELECT {row}.rowid, {values}{counted}"
+        remove[row] = (
+            f"INSERT INTO sx_{name} (sx_{name}, rowid, {columns}) "
+            f"SELECT 'delete', {row}.rowid, {values}{counted}"
+        )
+    fields = list(dict.fromkeys([*spec.search, *_counted_fields(spec.counts)]))
     changed = f"{_extract('old', fields)} IS NOT {_extract('new', fields)}"
     bodies = {
-        "insert": ("AFTER INSERT", add["new"]),
-        "update": (f"AFTER UPDATE OF doc ON {table} WHEN {changed}", [*remove["old"], *add["new"]]),
-        "delete": ("AFTER DELETE", remove["old"]),
+        "insert": (f"AFTER INSERT ON {table}", [add["new"]]),
+        "update": (f"AFTER UPDATE OF doc ON {table} WHEN {changed}", [remove["old"], add["new"]]),
+        "delete": (f"AFTER DELETE ON {table}", [remove["old"]]),
     }
     for event, (when, statements) in bodies.items():
-        head = when if event == "update" else f"{when} ON {table}"
         body = "".join(f"{statement}; " for statement in statements)
-        conn.execute(f"CREATE TRIGGER IF NOT EXISTS dx_{name}_{event} {head} BEGIN {body}END")
+        conn.execute(f"CREATE TRIGGER IF NOT EXISTS dx_{name}_{event} {when} BEGIN {body}END")
 
 
 def _analyze_once(conn: sqlite3.Connection, spec: CollectionSpec) -> None:

@@ -1,8 +1,8 @@
 """ReadStore contract, derived indexes: ``Search`` on searched fields and exact totals.
 
-What is indexed is the adapter's business (SQLite: FTS5 bigrams and trigger-kept
-counters; MongoDB: a grams array); what is found and counted must be exactly what a
-brute-force pass over the documents finds, whatever was written before.
+What is indexed is the adapter's business (SQLite: FTS5 bigrams kept by triggers and
+counters moved by each commit; MongoDB: a grams array); what is found and counted must be
+exactly what a brute-force pass over the documents finds, whatever was written before.
 """
 
 from __future__ import annotations
@@ -219,7 +219,11 @@ write = st.tuples(
     st.sampled_from(["X", "Y"]),
     st.text(ALPHABET, max_size=6),
 )
-operations = st.lists(st.one_of(write, st.just("reset")), min_size=1, max_size=25)
+# Writes go in batches that end at "commit" (or "reset", or the end): a batch may change
+# many documents, and one document more than once.
+operations = st.lists(
+    st.one_of(write, write, st.just("commit"), st.just("reset")), min_size=1, max_size=30
+)
 probes = st.lists(
     st.tuples(
         st.sampled_from(["", "64", "6404", "640402", "12", "1201"]),
@@ -253,16 +257,21 @@ async def test_totals_and_searches_equal_a_recount(
 ) -> None:
     await store.reset("p", ["institutions"])
     model: dict[str, dict[str, Any]] = {}
-    for version, op in enumerate(ops, start=1):
+    batch: list[Put] = []
+    for version, op in enumerate([*ops, "commit"], start=1):
+        if op in ("commit", "reset") and batch:
+            await store.commit(Batch("p", "registry", version, puts=batch))
+            batch = []
         if op == "reset":
             await store.reset("p", ["institutions"])
             model.clear()
+        if isinstance(op, str):
             continue
         slot, region, status, category, name = op
         doc = {"region": region, "category": category, "name": name, "code": f"C{slot}"}
         if status is not None:
             doc["status"] = status
-        await store.commit(Batch("p", "registry", version, puts=[put(f"i{slot}", version, **doc)]))
+        batch.append(put(f"i{slot}", version, **doc))
         model[f"i{slot}"] = doc
     for probe in asked:
         prefix, status, category, text = probe

@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from services.common.application import CommandContext
+from services.common.ports import Batch, Prefix, Put, Query, Search
 from services.common.projection import ProjectionRunner
 from services.common.regions import RegionTree
 from services.common.sqlite import SQLiteEventStore, SQLiteReadStore
@@ -78,3 +79,34 @@ async def test_rebuild_puts_indexes_and_triggers_back(tmp_path: Path) -> None:
     finally:
         await store.close()
         await events.close()
+
+
+async def test_a_data_dir_whose_triggers_kept_the_counts_counts_once(tmp_path: Path) -> None:
+    """Before, triggers kept the counters as well; now each commit moves them. A data
+    dir from before must lose those triggers when it starts, or it would count twice."""
+    path = tmp_path / "read.db"
+    store = SQLiteReadStore(path)
+    await store.ensure([INSTITUTIONS])
+
+    def old_triggers(conn: sqlite3.Connection) -> None:
+        conn.execute("DROP TRIGGER dx_institutions_insert")
+        conn.execute(
+            "CREATE TRIGGER dx_institutions_insert AFTER INSERT ON rm_institutions BEGIN "
+            "UPDATE cx_institutions SET n = n + 1; END"
+        )
+
+    await store.db.write(old_triggers)
+    await store.close()
+
+    store = SQLiteReadStore(path)
+    try:
+        await store.ensure([INSTITUTIONS])
+        doc = {"region": "640402", "status": "PENDING", "name": "启明培训"}
+        await store.commit(Batch("p", "registry", 1, puts=[Put(INSTITUTIONS.name, "i1", doc, 1)]))
+        await store.commit(Batch("p", "registry", 2, puts=[Put(INSTITUTIONS.name, "i2", doc, 1)]))
+        page = await store.find(Query(INSTITUTIONS.name, (Prefix("region", "6404"),)))
+        assert page.total == 2
+        found = await store.find(Query(INSTITUTIONS.name, (Search("name", "培训"),)))
+        assert found.total == 2
+    finally:
+        await store.close()

@@ -126,3 +126,24 @@ async def test_every_writer_gets_its_own_answer(tmp_path: Path, writers: int) ->
         assert count == 20 * writers
     finally:
         await database.close()
+
+
+async def test_a_write_alone_that_fails_leaves_nothing_and_the_next_one_lands(
+    tmp_path: Path,
+) -> None:
+    """One write in its round runs without a savepoint: its failure must still roll back
+    what it wrote before it raised, and leave the connection ready for the next."""
+    store = SQLiteEventStore(tmp_path / "events.db")
+    await store.start()
+    try:
+        duplicate = commit("dup", 0)
+        await store.append(duplicate, 0)
+        half = commit("half", 0, count=2)
+        half[1] = half[1].model_copy(update={"id": duplicate[0].id})
+        with pytest.raises(Conflict):
+            await store.append(half, 0)  # the first event went in, then the second failed
+        assert await store.read_stream("half") == []
+        assert len(await store.append(commit("after", 0), 0)) == 1
+        assert [e.stream for e in await store.read_all()] == ["dup", "after"]
+    finally:
+        await store.close()
