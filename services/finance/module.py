@@ -144,7 +144,7 @@ def finance_clock(
         if judged != [today]:  # once a day: the windows and deadlines move by days
             before, judged[:] = list(judged), [today]  # claimed first: ticks may overlap
             try:
-                for institution in await views.institutions_to_assess(store):
+                async for institution in views.institutions_to_assess(store):
                     sent += await _send(service, AssessRisk(id=institution), ctx)
             except BaseException:
                 judged[:] = before  # not done: the next tick tries again

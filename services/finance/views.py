@@ -7,7 +7,7 @@ has fallen due).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -141,16 +141,17 @@ async def due_orders(store: ReadStore, today: date, first: int = 500) -> list[st
     return list(dict.fromkeys(doc["order_id"] for doc in page.items))
 
 
-async def institutions_to_assess(store: ReadStore, batch: int = 1_000) -> list[str]:
+async def institutions_to_assess(store: ReadStore, batch: int = 1_000) -> AsyncIterator[str]:
     """Every institution finance knows something about beyond its registration (an
-    account, an order, a refund request, a complaint, a FEES rectification), all pages."""
-    ids: list[str] = []
+    account, an order, a refund request, a complaint, a FEES rectification), a page at a
+    time: at a province's scale the ids alone would hold tens of megabytes."""
     after = None
     while True:
         page = await store.find(Query(SIGNALS.name, first=batch, after=after))
-        ids += [doc["id"] for doc in page.items]
+        for doc in page.items:
+            yield doc["id"]
         if not page.has_next:
-            return ids
+            return
         after = page.end_cursor
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -890,9 +891,10 @@ async def test_the_clock_judges_every_institution_once_a_day(
     sweeps: list[date] = []
     listed = finance_views.institutions_to_assess
 
-    async def counted(store: Any, batch: int = 1_000) -> list[str]:
+    async def counted(store: Any, batch: int = 1_000) -> AsyncIterator[str]:
         sweeps.append(clock.now.date())
-        return await listed(store, batch)
+        async for institution in listed(store, batch):
+            yield institution
 
     monkeypatch.setattr(finance_views, "institutions_to_assess", counted)
     for _ in range(3):
@@ -901,3 +903,21 @@ async def test_the_clock_judges_every_institution_once_a_day(
     await timed.timers.tick()
     await timed.timers.tick()
     assert len(sweeps) == 2  # one sweep per day however often the clock ticks
+
+
+async def test_the_daily_sweep_pages_through_every_institution(tmp_path: Path) -> None:
+    from services.common.ports import Batch, Put
+    from services.common.sqlite import SQLiteReadStore
+    from services.finance import views as finance_views
+    from services.finance.projections import SIGNALS
+
+    store = SQLiteReadStore(tmp_path / "read.db")
+    try:
+        await store.ensure([SIGNALS])
+        ids = [f"inst-{n}" for n in range(7)]
+        puts = [Put(SIGNALS.name, key, {"region": "640402"}, 1) for key in ids]
+        await store.commit(Batch("finance", "finance", 1, puts=puts))
+        swept = [i async for i in finance_views.institutions_to_assess(store, batch=2)]
+        assert swept == ids  # four pages of two, each institution once
+    finally:
+        await store.close()
