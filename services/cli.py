@@ -9,7 +9,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -17,7 +17,6 @@ from typing import Annotated, Any, NoReturn
 import structlog
 import typer
 import uvicorn
-from fastapi import FastAPI
 from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.text import Text
@@ -141,11 +140,13 @@ def up(
             refuse(str(exc))
 
         @asynccontextmanager
-        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-            await platform.start()
-            if demo:
-                await load_demo_once(platform)
+        async def running() -> AsyncIterator[None]:
+            # Before the server, not in its lifespan: the start may replay millions of
+            # events, and Ctrl-C must stop that too (uvicorn only hears it once it is up).
             try:
+                await platform.start()
+                if demo:
+                    await load_demo_once(platform)
                 yield
             finally:
                 await platform.stop()
@@ -176,7 +177,7 @@ def up(
                 )
             console.print(f"Data dir: {settings.data_dir}  ·  stop with Ctrl-C")
 
-        serve_app(embedded_app(platform, verifier, lifespan), sock, on_ready=announce)
+        serve_app(embedded_app(platform, verifier), sock, on_ready=announce, around=running)
 
 
 class QuietServer(uvicorn.Server):
@@ -268,12 +269,25 @@ def project() -> None:
 
 
 def serve_app(
-    asgi: Any, sock: socket.socket, *, on_ready: Callable[[], None] | None = None
+    asgi: Any,
+    sock: socket.socket,
+    *,
+    on_ready: Callable[[], None] | None = None,
+    around: Callable[[], AbstractAsyncContextManager[None]] | None = None,
 ) -> None:
-    """Serve ``asgi`` on an already bound socket (see ``listen``)."""
+    """Serve ``asgi`` on an already bound socket (see ``listen``), inside ``around`` (what
+    must run before the server starts and stop after it has stopped)."""
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(asgi, host=host, port=port, log_level="warning")
-    asyncio.run(QuietServer(config, on_ready).serve(sockets=[sock]))
+
+    async def serve() -> None:
+        async with around() if around is not None else contextlib.nullcontext():
+            await QuietServer(config, on_ready).serve(sockets=[sock])
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:  # Ctrl-C before the server was up: asyncio.run's own
+        console.print("Stopped before it was up. The next start goes on from where it was.")
 
 
 @app.command()

@@ -623,6 +623,9 @@ class ProjectionRunner:
         # Something a projection needs is not there yet: the live loop tries it again.
         with contextlib.suppress(RetryLater), replaying():
             await self.rebuild_outdated()
+            if behind := await self.behind():
+                # At a province's scale this is minutes: say what the start is waiting for.
+                log.info("projection.catching_up", events=behind)
             await self.catch_up(batch_size=self.replay_batch_size)
         # Read models and process managers follow the events in loops of their own: a
         # process manager waits for the commands it sends, and the read models (which

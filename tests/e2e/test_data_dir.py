@@ -278,3 +278,29 @@ def test_up_on_a_port_in_use_says_so_in_one_line_and_announces_nothing(tmp_path:
     assert "Bearer" not in result.stdout
     # Refused before the platform started: no event store was opened.
     assert not (data / "registry.events.db").exists()
+
+
+def test_ctrl_c_stops_a_start_that_is_still_replaying_and_the_next_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A data dir full of events and no read models (an upgrade, a restore): the start
+    replays them before it is up, which at a province's scale takes many minutes."""
+    data = tmp_path / "data"
+    loaded = run_cli(
+        "bench-load", "--institutions", "3000", "--events-only", "--data-dir", str(data),
+        cwd=tmp_path, timeout=WITHIN,
+    )  # fmt: skip
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    suite = Suite(tmp_path, data, "--no-demo")
+    try:
+        suite.shuangjian.start(wait=False)
+        wait_until(lambda: "projection.catching_up" in suite.output or None, WITHIN, "replay")
+        assert suite.interrupt() == 0
+        assert "Stopped before it was up" in suite.output, suite.output
+        assert "Shuangjian is up" not in suite.output
+
+        suite.start()  # goes on from the positions the stopped replay committed
+        counted = suite.data("{ institutions(first: 1) { totalCount } }")
+        assert counted["institutions"]["totalCount"] == 3000
+    finally:
+        suite.kill()
