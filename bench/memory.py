@@ -124,7 +124,7 @@ def start(data: Path, timeout: float) -> Run:
     if up:
         time.sleep(LINGER)
     child.send_signal(signal.SIGINT)
-    # A start still replaying finishes its replay before it hears Ctrl-C: killed then.
+    # A start still replaying stops at Ctrl-C too; one that does not in time is killed.
     # Reaped only by wait4, which alone says the child's own peak.
     deadline = time.monotonic() + STOP_WITHIN
     while not (reaped := os.wait4(child.pid, os.WNOHANG))[0]:
