@@ -18,6 +18,7 @@ read sums the days before today by whatever clock it is given.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
@@ -134,25 +135,41 @@ def rectification_counters(doc: Doc | None, regions: RegionTree) -> Counters:
     if doc is None:
         return {}
     closed = doc["status"] == RectificationStatus.CLOSED
-    fields = {"rectifications_opened": 1, "rectifications_closed": int(closed)}
+    return _rectification_share(
+        regions.lineage_codes(doc["region"]),
+        month_of(doc["opened_at"]),
+        doc["deadline"],
+        month_of(doc["closed_at"]) if closed else None,
+    )
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _rectification_share(
+    codes: tuple[str, ...], opened: str, deadline: str, closed: str | None
+) -> Contribution:
+    """What an order adds, from all it depends on (``closed``: the month it closed, if it
+    did). Remembered: the orders of a batch share it, and submitting an order or failing
+    its verification changes none of it. A contribution is only ever read, so one serves
+    them all."""
+    fields = {"rectifications_opened": 1, "rectifications_closed": int(closed is not None)}
     months: dict[str, dict[str, int]] = {}
 
     def add(month: str, name: str, value: int) -> None:
         counts = months.setdefault(month, {})
         counts[name] = counts.get(name, 0) + value
 
-    add(month_of(doc["opened_at"]), "rectifications_opened", 1)
+    add(opened, "rectifications_opened", 1)
     # Overdue at the end of a month: due in it or before, and not closed by its end. So +1
     # in the month of the deadline, and -1 in the month it closed (no earlier than that).
-    due_month = doc["deadline"][:7]
+    due_month = deadline[:7]
     add(due_month, "rectifications_overdue_net", 1)
-    if closed:
-        add(month_of(doc["closed_at"]), "rectifications_closed", 1)
-        add(max(due_month, month_of(doc["closed_at"])), "rectifications_overdue_net", -1)
+    if closed is not None:
+        add(closed, "rectifications_closed", 1)
+        add(max(due_month, closed), "rectifications_overdue_net", -1)
     shares = parts(PREFIX, fields, months)
-    if not closed:
-        shares[(RECTIFICATION_DEADLINES.name, "")] = {due_field(doc["deadline"]): 1}
-    return Contribution(regions.lineage_codes(doc["region"]), shares)
+    if closed is None:
+        shares[(RECTIFICATION_DEADLINES.name, "")] = {due_field(deadline): 1}
+    return Contribution(codes, shares)
 
 
 def complaint_counters(doc: Doc | None, regions: RegionTree) -> Counters:
@@ -303,7 +320,10 @@ class InspectionsProjection(Projection):
         doc = {**payload, "started_at": started, "recorded_at": event.recorded_at.isoformat()}
         self._replace(INSPECTIONS, event, None, doc, inspection_counters, unit)
         visited: dict[str, int] = {}
-        for visit in fact.visits:
+        # The findings as ``Finding.model_dump(mode="json")`` gives them, from the payload
+        # dumped already (shared with the batch's document: documents are never changed).
+        dumped = payload["visits"]
+        for n, visit in enumerate(fact.visits):
             key = place_key(visit.institution_id, visit.venue, fact.region)
             visited[key] = visited.get(key, 0) + 1
             if visit.institution_id is not None:
@@ -326,7 +346,7 @@ class InspectionsProjection(Projection):
                     "institution_id": visit.institution_id,
                     "venue": visit.venue,
                     "region": fact.region,
-                    "findings": [f.model_dump(mode="json") for f in visit.findings],
+                    "findings": dumped[n]["findings"],
                     "deadline": fact.deadline.isoformat(),
                     "status": RectificationStatus.OPEN.value,
                     "failures": 0,
