@@ -852,9 +852,10 @@ def _extract(row: str, fields: Sequence[str]) -> str:
 
 
 def _count_rows(counts: CountSpec, documents: str) -> str:
-    """SQL: the counters each document of ``documents`` (a FROM item with a column ``v``,
-    ``_extract`` of the counted fields) counts in: one per prefix length. Values are JSON
-    text, ``null`` for absent: a key column cannot be NULL and still be unique."""
+    """SQL: the counters each row of ``documents`` counts in, ``k`` times each: one per
+    prefix length. ``documents`` is a FROM item with a column ``v`` (``_extract`` of the
+    counted fields) and a column ``k``; ``_counted_once`` makes one of documents. Values are
+    JSON text, ``null`` for absent: a key column cannot be NULL and still be unique."""
     lengths = " UNION ALL ".join(f"SELECT {n} AS len" for n in _count_lengths(counts))
     values = [
         "l.len",
@@ -862,7 +863,15 @@ def _count_rows(counts: CountSpec, documents: str) -> str:
         *(f"json_quote(v ->> {i})" for i in range(1, len(counts.fields) + 1)),
     ]
     named = ", ".join(f"{v} AS {c}" for v, c in zip(values, _count_columns(counts), strict=True))
-    return f"SELECT {named} FROM {documents}, ({lengths}) AS l"
+    return f"SELECT {named}, k FROM {documents}, ({lengths}) AS l"
+
+
+def _counted_once(values: str) -> str:
+    """SQL: a FROM item for ``_count_rows`` of ``values`` (a query of one column ``v``):
+    each distinct ``v`` once, with how many times it occurs. A million institutions fall
+    into a few thousand distinct combinations, so the counters are worked out per
+    combination, not per institution."""
+    return f"(SELECT v, count(*) AS k FROM ({values}) GROUP BY v)"
 
 
 def _count_columns(counts: CountSpec) -> list[str]:
@@ -907,10 +916,10 @@ def _recount(
         if not changed:
             continue
         # Each element of the array parameter is one document's counted fields (``v``).
-        documents = "(SELECT value AS v FROM json_each(?))"
+        documents = _counted_once("SELECT value AS v FROM json_each(?)")
         conn.execute(
             f"INSERT INTO cx_{table.removeprefix('rm_')} ({key}, n) "
-            f"SELECT {key}, {sign} * count(*) FROM ({_count_rows(counts, documents)}) "
+            f"SELECT {key}, {sign} * sum(k) FROM ({_count_rows(counts, documents)}) "
             f"WHERE true GROUP BY {key} ON CONFLICT ({key}) DO UPDATE SET n = n + excluded.n",
             ("[" + ",".join(changed) + "]",),
         )
@@ -945,11 +954,11 @@ def _backfill_derived(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
     if spec.counts:
         counts = spec.counts
         columns = ", ".join(_count_columns(counts))
-        documents = (
-            f"(SELECT {_extract(table, [counts.prefix_field, *counts.fields])} AS v FROM {table})"
+        documents = _counted_once(
+            f"SELECT {_extract(table, _counted_fields(counts))} AS v FROM {table}"
         )
         conn.execute(
-            f"INSERT INTO cx_{spec.name} ({columns}, n) SELECT {columns}, count(*) "
+            f"INSERT INTO cx_{spec.name} ({columns}, n) SELECT {columns}, sum(k) "
             f"FROM ({_count_rows(counts, documents)}) GROUP BY {columns}"
         )
 
