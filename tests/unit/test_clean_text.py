@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from services.common.errors import BadInput
-from services.common.text import clean_text
+from services.common.text import _ANY_REFUSED, _ANY_REFUSED_BUT_NEWLINE, _refused, clean_text
 from services.common.timeutil import SHANGHAI
 from services.registry.domain.model import registration_event
 from tests.unit.test_registry_rules import POLICY, REGIONS, command, registered
@@ -108,3 +108,22 @@ def test_licence_numbers_and_reasons_are_checked_too() -> None:
     assert inst.collect() == []
     inst.set_list_mark("BLACKLIST", "无证办学\n多次警告", AT)
     assert inst.collect()[0].event.reason == "无证办学\n多次警告"  # type: ignore[attr-defined]
+
+
+def test_the_one_scan_refuses_exactly_the_characters_refused_one_by_one() -> None:
+    """``clean_text`` finds a refused character with one regular expression; that class
+    must be exactly what ``_refused`` says of each code point, in both kinds of field."""
+    for point in range(0x110000):
+        char = chr(point)
+        refused = _refused(char) is not None
+        assert (_ANY_REFUSED.search(char) is not None) == refused, f"U+{point:04X}"
+        assert (_ANY_REFUSED_BUT_NEWLINE.search(char) is not None) == (refused and char != "\n"), (
+            f"U+{point:04X}"
+        )
+
+
+def test_the_first_refused_character_is_the_one_named() -> None:
+    with pytest.raises(BadInput, match=re.escape("at position 3: control characters")):
+        clean_text("学校\x01\u202e", "name", 200)
+    with pytest.raises(BadInput, match=re.escape("U+202E (RIGHT-TO-LEFT OVERRIDE) at position 5")):
+        clean_text("第一行\n\u202e", "reason", 200, multiline=True)
