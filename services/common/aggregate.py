@@ -2,14 +2,18 @@
 
 A command method checks the rules against the current state and calls ``_record`` with
 the events it decides on; ``_record`` applies them at once, so later checks in the same
-command see the new state. No I/O happens here. Each aggregate defines ``when`` as a
-``functools.singledispatchmethod`` with one registered function per event class.
+command see the new state. No I/O happens here. Each aggregate defines ``when`` as an
+``event_dispatch`` (a ``functools.singledispatchmethod``) with one registered function per
+event class.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import singledispatchmethod
+from types import MethodType
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -28,6 +32,21 @@ class DomainEvent(BaseModel):
 
     def payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+class event_dispatch(singledispatchmethod):
+    """``functools.singledispatchmethod`` whose bound method costs a dispatch-cache lookup
+    and no more. Python 3.11's builds a new wrapper (``update_wrapper``) at every access:
+    an aggregate applies each event it loads or decides through ``when``, and that was
+    ~15 µs of every command."""
+
+    def __get__(self, obj: Any, cls: type[Any] | None = None) -> Callable[..., None]:
+        if obj is None:
+            return super().__get__(obj, cls)
+        return MethodType(self._call, obj)
+
+    def _call(self, obj: Any, event: Any, *args: Any) -> None:
+        self.dispatcher.dispatch(type(event))(obj, event, *args)
 
 
 @dataclass(frozen=True)
@@ -70,7 +89,7 @@ class Aggregate:
         return pending
 
     def when(self, event: DomainEvent, occurred_at: datetime) -> None:
-        """Apply one event to the state. Subclasses dispatch with ``singledispatchmethod``."""
+        """Apply one event to the state. Subclasses dispatch with ``event_dispatch``."""
         raise MalformedEvent(f"{type(self).__name__} cannot apply {event.TYPE}")
 
 

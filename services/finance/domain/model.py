@@ -20,9 +20,8 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from functools import singledispatchmethod
 
-from services.common.aggregate import DomainEvent, ExclusiveIds
+from services.common.aggregate import DomainEvent, ExclusiveIds, event_dispatch
 from services.common.commands import choice
 from services.common.errors import BadInput, Conflict, NotFound
 from services.common.text import clean_text
@@ -127,7 +126,7 @@ class Account(ExclusiveIds):
         self.region = institution.region
         self._record(fact, at)
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
@@ -371,7 +370,7 @@ class Order(ExclusiveIds):
 
     # --- state ----------------------------------------------------------------------
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
@@ -515,7 +514,7 @@ class Risk(ExclusiveIds):
             at,
         )
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 

@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from functools import singledispatchmethod
 
-from services.common.aggregate import DomainEvent, ExclusiveIds
+from services.common.aggregate import DomainEvent, ExclusiveIds, event_dispatch
 from services.common.commands import choice
 from services.common.errors import BadInput, Conflict, NotFound
 from services.common.regions import RegionTree
@@ -183,7 +182,7 @@ class Inspection(Once):
             )
         return order
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
@@ -372,7 +371,7 @@ class Complaint(Once):
             )
         self._record(resolution, at)
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
@@ -402,7 +401,7 @@ class LawTalk(Once):
         fact = LawTalkRecorded(region=region, institution_id=institution, persons=cmd.persons)
         self._record_once(fact, region, at)
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
@@ -451,7 +450,7 @@ class Penalty(Once):
         )
         self._record_once(fact, region, at)
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 

@@ -4,9 +4,8 @@ checked here) and ``CreditCode`` (who holds a 统一社会信用代码)."""
 from __future__ import annotations
 
 from datetime import datetime
-from functools import singledispatchmethod
 
-from services.common.aggregate import Aggregate, DomainEvent
+from services.common.aggregate import Aggregate, DomainEvent, event_dispatch
 from services.common.commands import choice, optional_choice
 from services.common.errors import BadInput, Conflict, NotFound
 from services.common.regions import RegionTree
@@ -226,7 +225,7 @@ class Institution(Aggregate):
         self.status = STATUS_AFTER.get(type(event), self.status)
         super()._mutate(event, occurred_at)
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
@@ -385,7 +384,7 @@ class CreditCode(Aggregate):
             CreditCodeReserved(institution_id=institution_id, registration=registration), at
         )
 
-    @singledispatchmethod
+    @event_dispatch
     def when(self, event: DomainEvent, at: datetime) -> None:
         super().when(event, at)
 
