@@ -481,6 +481,7 @@ class SQLiteReadStore(ReadStore):
     def __init__(self, path: str | Path) -> None:
         self.db = SQLiteDatabase(path, durable=False)
         self._specs: dict[str, CollectionSpec] = {}
+        self._bulk_loading: set[str] = set()  # their counters are rebuilt at the end
 
     async def ensure(self, specs: Sequence[CollectionSpec]) -> None:
         def txn(conn: sqlite3.Connection) -> None:
@@ -581,6 +582,7 @@ class SQLiteReadStore(ReadStore):
             table: spec.counts
             for collection, table in tables.items()
             if (spec := self._specs[collection]).counts is not None
+            and collection not in self._bulk_loading
         }
 
         # A run of thousands of events (a rebuild) touches thousands of documents: each
@@ -666,10 +668,10 @@ class SQLiteReadStore(ReadStore):
     async def bulk_load(self, collections: Sequence[str]) -> AsyncIterator[None]:
         """Fill collections just emptied by ``reset`` (a rebuild) with their indexes and
         triggers set aside: each is dropped, and built once from the documents at the end
-        (from the SQL it was created with) instead of being updated row by row. What the
-        triggers keep (``derived_indexes``) is forgotten in the same transaction, so if
-        the process dies in between, ``ensure`` builds all of it again from the
-        documents."""
+        (from the SQL it was created with) instead of being updated row by row; commits
+        meanwhile move no counters. The search index and counters (``derived_indexes``)
+        are forgotten in the same transaction, so if the process dies in between,
+        ``ensure`` builds all of it again from the documents."""
         specs = [self._specs[c] for c in dict.fromkeys(collections)]
         tables = {self._table(spec.name): spec for spec in specs}
 
@@ -697,9 +699,11 @@ class SQLiteReadStore(ReadStore):
                 _create_collection(conn, spec)
             conn.execute(f"PRAGMA cache_size = {int(cache)}")
 
+        self._bulk_loading.update(spec.name for spec in specs)
         try:
             yield
         finally:
+            self._bulk_loading.difference_update(spec.name for spec in specs)
             await self.db.write(restore)
 
     async def dump(self, collection: str) -> list[dict[str, Any]]:
