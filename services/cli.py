@@ -177,7 +177,13 @@ def up(
                 )
             console.print(f"Data dir: {settings.data_dir}  ·  stop with Ctrl-C")
 
-        serve_app(embedded_app(platform, verifier), sock, on_ready=announce, around=running)
+        serve_app(
+            embedded_app(platform, verifier),
+            sock,
+            on_ready=announce,
+            around=running,
+            stopped_early="Stopped before it was up. The next start goes on from where it was.",
+        )
 
 
 class QuietServer(uvicorn.Server):
@@ -274,6 +280,7 @@ def serve_app(
     *,
     on_ready: Callable[[], None] | None = None,
     around: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    stopped_early: str = "Stopped before it was up.",
 ) -> None:
     """Serve ``asgi`` on an already bound socket (see ``listen``), inside ``around`` (what
     must run before the server starts and stop after it has stopped)."""
@@ -287,7 +294,7 @@ def serve_app(
     try:
         asyncio.run(serve())
     except KeyboardInterrupt:  # Ctrl-C before the server was up: asyncio.run's own
-        console.print("Stopped before it was up. The next start goes on from where it was.")
+        console.print(stopped_early)
 
 
 @app.command()
