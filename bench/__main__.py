@@ -20,7 +20,7 @@ from bench import (
     query_scale,
     visibility,
 )
-from bench._common import Stopwatch, console, print_machine
+from bench._common import VERDICTS, Stopwatch, console, print_machine, verdict_table
 
 BENCHMARKS: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = [
     ("command path", command_path.main),
@@ -47,6 +47,7 @@ def main() -> None:
                 asyncio.run(bench())
             console.print(f"{name}: {one.seconds:.1f} s wall", style="dim", highlight=False)
     console.rule()
+    console.print(verdict_table(VERDICTS))
     console.print(f"all benchmarks: {everything.seconds:.1f} s wall", highlight=False)
 
 

@@ -145,6 +145,48 @@ def latency_table(title: str, rows: Sequence[Latency]) -> Table:
     return table
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One of issue 17's targets, judged on a figure this run measured.
+
+    ``met`` is ``None`` when the run did not measure at the target's scale (the default
+    sizes stop at 100,000 institutions; a million takes hours): the row then shows the
+    figure at the largest size it did run."""
+
+    target: str
+    measured: str
+    met: bool | None
+    why: str = ""
+    """For a miss or an unjudged row: why, or where ``bench/README.md`` explains it."""
+
+
+VERDICTS: list[Verdict] = []
+"""Every ``verdict`` of this process, in order: ``python -m bench`` prints them last."""
+
+WHERE_EXPLAINED = "bench/README.md, 'Issue 17: where each target stands'"
+
+
+def verdict(target: str, measured: str, met: bool | None, why: str = "") -> None:
+    """Record (and print at once) how this run's figure stands against a target."""
+    found = Verdict(target, measured, met, why)
+    VERDICTS.append(found)
+    console.print(f"target: {target}: {measured} → {_judged(found)}", highlight=False)
+
+
+def _judged(found: Verdict) -> str:
+    return {True: "met", False: "not met", None: "not judged"}[found.met]
+
+
+def verdict_table(verdicts: Sequence[Verdict]) -> Table:
+    table = Table(title="Issue 17's targets, as this run measured them", title_justify="left")
+    for name in ("target", "measured", "met", "why / where"):
+        table.add_column(name)
+    for found in verdicts:
+        style = {True: "green", False: "red", None: "yellow"}[found.met]
+        table.add_row(found.target, found.measured, f"[{style}]{_judged(found)}[/]", found.why)
+    return table
+
+
 @dataclass
 class Demo:
     """An embedded platform holding the demo data, for the benchmarks that query it."""

@@ -58,7 +58,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from rich.table import Table
 
-from bench._common import Stopwatch, console, percentile, print_machine, quiet_logs
+from bench._common import (
+    WHERE_EXPLAINED,
+    Stopwatch,
+    console,
+    percentile,
+    print_machine,
+    quiet_logs,
+    verdict,
+)
 from bench.projection import make_commands
 from services.bootstrap import build_projections, topology
 from services.common.application import CommandContext
@@ -196,7 +204,10 @@ async def write_events(path: Path, regions: RegionTree, settings: Settings) -> l
     await store.start()
     try:
         registry = Registry(
-            store, regions, RegistrySettings().policy(), rectification_overdue=no_rectifications
+            store,
+            regions,
+            RegistrySettings().policy(),  # type: ignore[call-arg]
+            rectification_overdue=no_rectifications,
         )
         ctx = CommandContext(actor=ACTOR)
         for cmd in make_workload(regions, EVENTS):
@@ -684,6 +695,16 @@ async def projection_phase(
     rows.append(await project_faust(settings, regions, topic, ends, read_db, 500, no_op=True))
     rows.append(await consume_raw(kafka.bootstrap, topic, ends))
     console.print(projection_table(rows))
+    by_case = {row.case: row for row in rows}
+    projector = by_case["faust projector, batch 500"]
+    no_op = by_case["faust, apply a no-op, batch 500"]
+    share = projector.rate / no_op.rate
+    verdict(
+        "faust projector within 1.5× of faust's no-op (batch 500)",
+        f"{share:.2f}× of the no-op ({projector.rate:,.0f} against {no_op.rate:,.0f} events/s)",
+        share >= 1 / 1.5,
+        "" if share >= 1 / 1.5 else f"the projection's own cost; {WHERE_EXPLAINED}",
+    )
     for row in rows:
         if row.most_at_once() > 1:  # the agent is meant to await each batch in turn
             console.print(

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bench._common import console, print_machine
+from bench._common import WHERE_EXPLAINED, console, print_machine, verdict
 
 SHUANGJIAN = [str(Path(sys.executable).parent / "shuangjian")]
 READY = "Shuangjian is up"
@@ -183,12 +183,14 @@ def events_in(data: Path) -> int:
     return total
 
 
-def measure(n: int, root: Path, timeout: float) -> list[str]:
+def measure(n: int, root: Path, timeout: float) -> tuple[list[str], list[Run]]:
+    """The table's row for ``n`` institutions, and the platform's runs (load, starts)."""
     data = root / str(n)
+    loaded: Run | None = None
     if (data / "finance.events.db").exists():
         load = "(reused)"
     else:
-        load = run_to_end(
+        loaded = run_to_end(
             [
                 *SHUANGJIAN,
                 "bench-load",
@@ -200,12 +202,13 @@ def measure(n: int, root: Path, timeout: float) -> list[str]:
                 "--data-dir",
                 str(data),
             ]
-        ).cell()
+        )
+        load = loaded.cell()
     events = events_in(data)
     cold = start(data, timeout)
     warm = start(data, timeout) if cold.done else None
     raw = run_to_end([sys.executable, "-c", RAW_READ, str(data / "finance.events.db")])
-    return [
+    cells = [
         f"{n:,}",
         f"{events:,}",
         load,
@@ -213,6 +216,7 @@ def measure(n: int, root: Path, timeout: float) -> list[str]:
         warm.cell() if warm else "—",
         raw.cell(),
     ]
+    return cells, [run for run in (loaded, cold, warm) if run is not None]
 
 
 def main(sizes: list[int], root: Path | None, timeout: float) -> None:
@@ -234,11 +238,31 @@ def main(sizes: list[int], root: Path | None, timeout: float) -> None:
         "raw sqlite3 + json.loads (finance)",
     ):
         table.add_column(name, justify="right")
+    runs: dict[int, list[Run]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         for n in sizes:
             console.print(f"size {n:,}…", style="dim", highlight=False)
-            table.add_row(*measure(n, root or Path(tmp), timeout))
+            cells, runs[n] = measure(n, root or Path(tmp), timeout)
+            table.add_row(*cells)
     console.print(table)
+    largest = max(runs)
+    peak = max(run.peak_mb for run in runs[largest])
+    complete = all(run.done for run in runs[largest])
+    judged = largest >= TARGET_SIZE and complete
+    verdict(
+        f"memory < {TARGET_MB} MB at {TARGET_SIZE:,} institutions + {10 * TARGET_SIZE:,} "
+        "finance events",
+        f"{peak:,.0f} MB peak of load and starts at {largest:,}"
+        + ("" if complete else " (a start did not finish)"),
+        peak < TARGET_MB if judged else None,
+        ""
+        if judged
+        else f"--sizes {TARGET_SIZE} loads and replays for about 2 h; {WHERE_EXPLAINED}",
+    )
+
+
+TARGET_SIZE = 1_000_000  # institutions (issue 17)
+TARGET_MB = 500
 
 
 DEFAULT_SIZES = [10_000, 100_000]

@@ -31,6 +31,7 @@ from bench._common import (
     latency_table,
     print_machine,
     quiet_logs,
+    verdict,
 )
 from services.common.application import CommandContext
 from services.common.auth import SYSTEM
@@ -157,6 +158,12 @@ async def main() -> None:
             "embedded (target: p99 ≤ 250 ms)",
             rows,
         )
+    )
+    p99 = rows[1].ms(99)
+    verdict(
+        f"write → visible p99 ≤ 250 ms, {WRITERS} writers",
+        f"{p99:.0f} ms p99 (p50 {rows[1].ms(50):.0f} ms)",
+        p99 <= 250,
     )
 
 
