@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import math
 import os
@@ -166,11 +168,27 @@ VERDICTS: list[Verdict] = []
 WHERE_EXPLAINED = "bench/README.md, 'Issue 17: where each target stands'"
 
 
+VERDICTS_FILE = "SHUANGJIAN_BENCH_VERDICTS"
+"""Environment variable: a file each verdict is also appended to, as a JSON line (how
+``python -m bench`` hears them from the benchmark processes it starts)."""
+
+
 def verdict(target: str, measured: str, met: bool | None, why: str = "") -> None:
     """Record (and print at once) how this run's figure stands against a target."""
     found = Verdict(target, measured, met, why)
     VERDICTS.append(found)
     console.print(f"target: {target}: {measured} → {_judged(found)}", highlight=False)
+    if path := os.environ.get(VERDICTS_FILE):
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(dataclasses.asdict(found), ensure_ascii=False) + "\n")
+
+
+def read_verdicts(path: Path) -> list[Verdict]:
+    """The verdicts ``verdict`` appended to ``path`` (none if it is not there)."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [Verdict(**json.loads(line)) for line in lines if line]
 
 
 def _judged(found: Verdict) -> str:
