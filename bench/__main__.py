@@ -1,7 +1,8 @@
-"""``python -m bench`` (``make bench``): every benchmark in turn, machine line first."""
+"""`python -m bench` (`make bench`): every benchmark in turn, each in a process of its own."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import importlib
 import os
@@ -69,10 +70,7 @@ def main() -> None:
 
 def one(name: str) -> None:
     """``python -m bench --one NAME``: that benchmark alone, in this process."""
-    benchmarks = dict(BENCHMARKS)
-    if name not in benchmarks:
-        raise SystemExit(f"no benchmark {name!r}; there are: {', '.join(benchmarks)}")
-    module, function = benchmarks[name].split(":")
+    module, function = dict(BENCHMARKS)[name].split(":")
     run: Callable[[], Coroutine[Any, Any, None]] = getattr(
         importlib.import_module(module), function
     )
@@ -80,7 +78,15 @@ def one(name: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        one(sys.argv[2])
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--one",
+        metavar="NAME",
+        choices=[name for name, _ in BENCHMARKS],
+        help=f"run only this benchmark, in this process: {', '.join(n for n, _ in BENCHMARKS)}",
+    )
+    args = parser.parse_args()
+    if args.one is not None:
+        one(args.one)
     else:
         main()
