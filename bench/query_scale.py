@@ -460,7 +460,7 @@ async def main(
         ""
         if at_target
         else f"run with --sizes {','.join(map(str, sorted(results)))},{TARGET_SIZE} "
-        f"(about 10 min more); {WHERE_EXPLAINED}",
+        f"(a few minutes more); {WHERE_EXPLAINED}",
     )
 
 
