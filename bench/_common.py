@@ -159,7 +159,7 @@ class Verdict:
     measured: str
     met: bool | None
     why: str = ""
-    """For a miss or an unjudged row: why, or where ``bench/README.md`` explains it."""
+    """For a miss or an unjudged row: why, and where ``bench/README.md`` explains it."""
 
 
 VERDICTS: list[Verdict] = []
@@ -174,7 +174,10 @@ VERDICTS_FILE = "SHUANGJIAN_BENCH_VERDICTS"
 
 
 def verdict(target: str, measured: str, met: bool | None, why: str = "") -> None:
-    """Record (and print at once) how this run's figure stands against a target."""
+    """Record (and print at once) how this run's figure stands against a target. ``why``
+    is kept for a miss or an unjudged row only, followed by ``WHERE_EXPLAINED``."""
+    reasons = [why, WHERE_EXPLAINED] if why else [WHERE_EXPLAINED]
+    why = "" if met else "; ".join(reasons)
     found = Verdict(target, measured, met, why)
     VERDICTS.append(found)
     console.print(f"target: {target}: {measured} → {_judged(found)}", highlight=False)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from bench._common import WHERE_EXPLAINED, console, print_machine, verdict
+from bench._common import console, print_machine, verdict
 
 SHUANGJIAN = [str(Path(sys.executable).parent / "shuangjian")]
 READY = "Shuangjian is up"
@@ -255,9 +255,7 @@ def main(sizes: list[int], root: Path | None, timeout: float) -> None:
         f"{peak:,.0f} MB peak of load and starts at {largest:,}"
         + ("" if complete else " (a start did not finish)"),
         peak < TARGET_MB if judged else None,
-        ""
-        if judged
-        else f"--sizes {TARGET_SIZE} loads and replays for about 2 h; {WHERE_EXPLAINED}",
+        "" if judged else f"--sizes {TARGET_SIZE} loads and replays for about 2 h",
     )
 
 

@@ -48,7 +48,6 @@ from rich.table import Table
 
 from bench import graphql_core_peer as peer
 from bench._common import (
-    WHERE_EXPLAINED,
     Latency,
     Stopwatch,
     console,
@@ -460,7 +459,7 @@ async def main(
         ""
         if at_target
         else f"run with --sizes {','.join(map(str, sorted(results)))},{TARGET_SIZE} "
-        f"(a few minutes more); {WHERE_EXPLAINED}",
+        "(a few minutes more)",
     )
 
 
