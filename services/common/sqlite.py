@@ -16,7 +16,7 @@ import json
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -522,9 +522,7 @@ class SQLiteReadStore(ReadStore):
 
     async def get_many(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         table = self._table(collection)
-        wanted = list(dict.fromkeys(keys))
-
-        return await self.db.read(lambda conn: _docs_by_key(conn, table, wanted))
+        return await self.db.read(lambda conn: _docs_by_key(conn, table, keys))
 
     async def find(self, query: Query) -> Page:
         table = self._table(query.collection)
@@ -720,14 +718,18 @@ _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _docs_by_key(conn: sqlite3.Connection, table: str, keys: Sequence[str]) -> dict[str, Any]:
-    """The stored documents of these keys (distinct), 500 keys per SELECT."""
-    found: dict[str, Any] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        for key, doc in conn.execute(f"SELECT key, doc FROM {table} WHERE key IN ({marks})", chunk):
-            found[key] = json.loads(doc)
-    return found
+    """The stored documents of these keys."""
+    rows = _by_keys(conn, f"SELECT key, doc FROM {table} WHERE key IN", keys)
+    return {key: json.loads(doc) for key, doc in rows}
+
+
+def _by_keys(conn: sqlite3.Connection, select: str, keys: Sequence[str]) -> Iterator[Any]:
+    """The rows of ``select`` (ending in ``WHERE key IN``) for these keys, each asked for
+    once, 500 keys per statement."""
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        yield from conn.execute(f"{select} ({','.join('?' * len(chunk))})", chunk)
 
 
 def _create_collection(conn: sqlite3.Connection, spec: CollectionSpec) -> None:
@@ -892,15 +894,7 @@ def _counted_values(
     """What each stored document of ``keys`` is counted by: the JSON array of its counted
     fields as ``_extract`` spells it (absent documents are left out)."""
     extract = _extract("d", _counted_fields(counts))
-    wanted = list(dict.fromkeys(keys))
-    found: dict[str, str] = {}
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        found.update(
-            conn.execute(f"SELECT key, {extract} FROM {table} AS d WHERE key IN ({marks})", chunk)
-        )
-    return found
+    return dict(_by_keys(conn, f"SELECT key, {extract} FROM {table} AS d WHERE key IN", keys))
 
 
 def _recount(
